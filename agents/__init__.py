@@ -1,0 +1,1 @@
+"""AutoGen agents, their confined tools and the model clients they talk to."""

@@ -1,0 +1,1 @@
+"""workforce launcher: worker instructions in, verified and integrated deliverables out."""
