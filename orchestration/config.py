@@ -103,6 +103,14 @@ class StateConfig(_Model):
     lease_s: float = 30.0
     """A running worker's lease; renewed by heartbeat every third of it."""
     key_prefix: str = "workforce"
+    redis_dir: str = ".workforce/redis"
+    """Data dir (AOF, socket, pid file) of the private redis-server, relative to the base dir."""
+    appendfsync: Literal["everysec", "always"] = "everysec"
+    """Private redis-server AOF fsync policy: `everysec` loses at most ~1 s, and only on an OS crash."""
+    journal_path: str = ".workforce/state-journal.jsonl"
+    """Append-only log of every state mutation; the run state when Redis is away."""
+    reconnect_interval_s: float = 1.0
+    """While Redis is away, try to reconnect at most this often."""
 
 
 class KnowledgeConfig(_Model):
@@ -113,6 +121,12 @@ class KnowledgeConfig(_Model):
     """Similar passed workers put into a worker's prompt."""
     max_chars: int = 4000
     """Bound on the similar-work text a prompt receives."""
+    max_doc_chars: int = Field(default=8000, ge=500)
+    """Bound on one stored result document (task, summary, tests and code)."""
+    write_batch: int = Field(default=64, ge=1)
+    """Documents the single writer thread embeds and stores together."""
+    write_wait_ms: float = Field(default=50.0, ge=0)
+    """How long the writer waits for more documents before storing a partial batch."""
 
 
 class RetrospectiveConfig(_Model):
@@ -121,7 +135,16 @@ class RetrospectiveConfig(_Model):
     backend: Literal["embedded", "rest", "off"] = "embedded"
     """`rest` uses MEM0_API_URL; `embedded` runs mem0.Memory locally."""
     path: str = ".workforce/mem0"
+    """Embedded backend's data dir (Chroma + mem0 history db), relative to the project root."""
     k: int = 3
+    collection: str = "wingman_retrospectives"
+    """Chroma collection of the embedded backend."""
+    llm: dict[str, Any] | None = None
+    """mem0 `llm` block (`{provider, config}`) to extract facts; None: store verbatim, no LLM call."""
+    timeout_s: float = 10.0
+    """REST backend request timeout."""
+    retry_after_s: float = 30.0
+    """After a backend failure, keep to the local log this long before trying the backend again."""
 
 
 class WorkforceConfig(_Model):

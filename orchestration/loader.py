@@ -49,6 +49,7 @@ _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})\s*([\w+-]*)")
 _NUMBERING = re.compile(r"^(\d+)(?:\s*[-–]\s*(\d+))?\s*[.):]?\s*")
 _FIELD = re.compile(r"^\s*(?:[-*+]\s+)?\*\*([^*:]+?):?\*\*:?\s*(.*?)\s*$")
 _CODE_SPAN = re.compile(r"`([^`\n]+)`")
+_FIELD_PATH = re.compile(r"(?:\((?:repo|project) root\)/)?\S+", re.IGNORECASE)
 _WORKER_REF = re.compile(r"\bWORKER[_-]?(\d{1,4})(?:\s*[-–]\s*(?:WORKER[_-]?)?(\d{1,4}))?\b")
 _WORKER_IN_NAME = re.compile(r"(?:WORKER|Worker|worker)[_\s-]?(\d{1,4})")
 _BULLET = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(?:\[[ xX]\]\s*)?(?:[✅❌☐✔️]+\s*)?")
@@ -134,7 +135,7 @@ def _check_duplicates(result: LoadResult) -> None:
             Diagnostic(
                 file=instruction.source,
                 line=1,
-                message=f"duplicate worker id {instruction.worker_id}: also in {seen.source}",
+                message=f"duplicate worker id {instruction.worker_id}: in {seen.source} and {instruction.source}",
             )
         )
 
@@ -161,12 +162,12 @@ def worker_id(number: str | int) -> str:
 
 def _decode(raw: bytes) -> tuple[str, int | None]:
     """Decode UTF-8 (BOM dropped); stray bytes are read as cp1252. Returns the first bad line."""
+    body = raw[3:] if raw.startswith(codecs.BOM_UTF8) else raw
     try:
-        return raw.decode("utf-8-sig"), None
+        return body.decode("utf-8"), None
     except UnicodeDecodeError as exc:
-        bad_line = raw.count(b"\n", 0, exc.start) + 1
-        body = raw[3:] if raw.startswith(codecs.BOM_UTF8) else raw
-        return body.decode("utf-8", errors="workforce-cp1252"), bad_line
+        head = body[: exc.start].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        return body.decode("utf-8", errors="workforce-cp1252"), head.count(b"\n") + 1
 
 
 @dataclass
@@ -324,7 +325,8 @@ class _Parser:
 
     def _field_line(self, key: str) -> int:
         for line in self.lines:
-            if not line.fenced and f"**{key}:" in line.text:
+            match = None if line.fenced else _FIELD.match(line.text)
+            if match and match.group(1).strip() == key:
                 return line.number
         return 1
 
@@ -435,7 +437,8 @@ class _Parser:
                 yield line.number, span
             field_match = _FIELD.match(line.text)
             if field_match and "path" in field_match.group(1).lower() and "`" not in field_match.group(2):
-                yield line.number, field_match.group(2).split()[0] if field_match.group(2) else ""
+                value = _FIELD_PATH.match(field_match.group(2))
+                yield line.number, value.group(0) if value else ""
 
     def _deliverable_paths(self, sections: dict[str, Section]) -> list[str]:
         known_full = self._full_paths()

@@ -11,7 +11,8 @@ FILE_EXTENSIONS = frozenset(
     "py pyi json jsonl md rst txt yaml yml toml ini cfg conf env sh bash sql csv tsv html css js "
     "ts tsx jsx go rs java c h cpp hpp rb php lock xml ipynb log cfg j2 tmpl service".split()
 )
-_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
+"""`C:\\x`, `C:/x` and the drive-relative `C:x`."""
 _PATHLIKE = re.compile(r"^[\w.@~+\-/\\:]+$")
 _REPO_ROOT_PREFIX = re.compile(r"^\((?:repo|project) root\)/", re.IGNORECASE)
 

@@ -101,13 +101,18 @@ def _dependency_line(instruction: WorkerInstruction, members: Iterable[str]) -> 
 def _exclude_later_wave_dependencies(
     candidates: dict[str, WorkerInstruction], diagnostics: list[Diagnostic]
 ) -> None:
-    """A worker may depend on its own or an earlier wave; a later one can never have run."""
+    """A worker may depend on its own or an earlier wave; a later one can never have run.
+
+    Judged against every candidate as it was before any exclusion here, so the verdict does not
+    depend on the order workers are checked in.
+    """
+    before = dict(candidates)
     changed = True
     while changed:
         changed = False
         for wid, instruction in list(candidates.items()):
             for dep in instruction.dependencies:
-                other = candidates.get(dep)
+                other = before.get(dep)
                 if other is not None and other.priority > instruction.priority:
                     diagnostics.append(
                         Diagnostic(

@@ -56,6 +56,11 @@ class WorkerState(BaseModel):
     files: list[str] = Field(default_factory=list)
     """Files integrated into the target."""
     wave: int = 0
+    integration: dict[str, str] = Field(default_factory=dict)
+    """Path → sha256 of files being merged: set before the merge, so a crash mid-merge can be
+    rolled forward on resume instead of running the worker (and its model calls) again."""
+    pending_result: str = ""
+    """The passed worker's result JSON, written to its result file when rolled forward."""
 
 
 class TestOutcome(BaseModel):

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 _OPENERS = {"if": 1, "for": 1, "while": 1, "until": 1, "select": 1, "case": 1, "{": 1}
 _CLOSERS = {"fi", "done", "esac", "}"}
-_COMMAND_SEPARATORS = {";", "&&", "||", "|", "(", "then", "do", "else", "elif", "{", "&"}
+_COMMAND_SEPARATORS = {";", "&&", "||", "|", "(", "&"}
+_KEYWORD_SEPARATORS = {"then", "do", "else", "elif"}
+"""Start a command only where they are keywords themselves (`echo do for` opens nothing)."""
 _HEREDOC = re.compile(r"<<(-?)\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2")
 _CONTINUES = ("\\", "&&", "||", "|")
 
@@ -101,12 +103,18 @@ class _Scanner:
     def _count_blocks(self, code: str) -> None:
         words = re.findall(r"&&|\|\||[;|&()]|[^\s;|&()]+", code)
         at_command = True
+        previous = ""
         for word in words:
             if at_command and word in _OPENERS:
                 self.blocks += 1
             elif at_command and word in _CLOSERS:
                 self.blocks = max(0, self.blocks - 1)
-            at_command = word in _COMMAND_SEPARATORS or (at_command and word in _OPENERS)
+            at_command = (
+                word in _COMMAND_SEPARATORS
+                or (at_command and (word in _OPENERS or word in _KEYWORD_SEPARATORS))
+                or (word == ")" and previous == "(")  # `name() {`: the body starts a command
+            )
+            previous = word
 
 
 def split_commands(script: str, first_line: int = 1) -> list[tuple[str, int]]:

@@ -1,0 +1,55 @@
+"""The four tools a worker gets, each confined to its `WorkDir`. Failures come back as text."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from autogen_core.tools import FunctionTool
+
+from orchestration.errors import ConfinementError
+from orchestration.workdir import WorkDir
+
+TOOL_NAMES = ("write_file", "read_file", "list_files", "run_command")
+
+
+def workdir_tools(workdir: WorkDir, command_timeout_s: float) -> list[FunctionTool]:
+    """write_file / read_file / list_files / run_command bound to one work dir."""
+
+    async def write_file(
+        path: Annotated[str, "file path relative to the work dir, e.g. pkg/module.py"],
+        content: Annotated[str, "the complete new content of the file"],
+    ) -> str:
+        """Create or overwrite a file with the given content."""
+        try:
+            workdir.write(path, content)
+        except (ConfinementError, OSError) as exc:
+            return f"error: {exc}"
+        return f"wrote {path} ({len(content)} characters)"
+
+    async def read_file(path: Annotated[str, "file path relative to the work dir"]) -> str:
+        """Return a file's content."""
+        try:
+            return workdir.read(path)
+        except FileNotFoundError:
+            return f"error: {path} does not exist"
+        except (ConfinementError, OSError) as exc:
+            return f"error: {exc}"
+
+    async def list_files(path: Annotated[str, "folder relative to the work dir"] = ".") -> str:
+        """List the files below a folder of the work dir."""
+        try:
+            return "\n".join(workdir.listing(path)) or "(no files)"
+        except (ConfinementError, OSError) as exc:
+            return f"error: {exc}"
+
+    async def run_command(command: Annotated[str, "a bash command, run in the work dir"]) -> str:
+        """Run a shell command in the work dir and return its exit code and output."""
+        try:
+            result = await workdir.run(command, command_timeout_s)
+        except ConfinementError as exc:
+            return f"error: {exc}"
+        status = "timed out" if result.timed_out else f"exit code {result.exit_code}"
+        return f"{status}\n{result.tail()}"
+
+    functions = (write_file, read_file, list_files, run_command)
+    return [FunctionTool(f, description=(f.__doc__ or "").strip(), name=f.__name__) for f in functions]

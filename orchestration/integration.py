@@ -1,0 +1,98 @@
+"""`IntegrationManager`: merge a passing worker's deliverables into the target tree.
+
+Only paths the instruction allows (DELIVERABLES, plus what BOUNDARIES permits) are merged, each
+file atomically (temp file + rename). Lanes of a wave own disjoint paths, so merges never
+conflict; a worker that did not pass is never merged, so it leaves no trace in the target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from orchestration.instruction import WorkerInstruction
+from orchestration.workdir import SEED_IGNORE, WorkDir
+
+
+@dataclass
+class Integration:
+    integrated: list[str] = field(default_factory=list)
+    """Allowed files that were new or changed, now in the target."""
+    ignored: list[str] = field(default_factory=list)
+    """Changed files outside the instruction's allowed paths (left out)."""
+
+
+def allowed_paths(instruction: WorkerInstruction) -> list[str]:
+    """DELIVERABLES and BOUNDARIES paths, plus the package `__init__.py` files above Python ones."""
+    paths = instruction.deliverable_paths + instruction.boundary_paths
+    packages = [
+        f"{parent.as_posix()}/__init__.py"
+        for path in paths if path.endswith(".py")
+        for parent in PurePosixPath(path).parents if parent.as_posix() != "."
+    ]
+    return list(dict.fromkeys(paths + packages))
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+
+
+class IntegrationManager:
+    """Seeds work dirs from the target and merges passing deliverables back into it."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target.resolve()
+        self.target.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def seed(self, workdir: WorkDir) -> None:
+        """A fresh work dir holding a copy of the current target tree."""
+        with self._lock:
+            workdir.reset(seed_from=self.target)
+
+    def changed_files(self, instruction: WorkerInstruction, workdir: WorkDir) -> tuple[dict[str, str], list[str]]:
+        """(allowed path → new content, changed paths that are not allowed)."""
+        allowed = set(allowed_paths(instruction))
+        changed: dict[str, str] = {}
+        for path in sorted(allowed):
+            source = workdir.root / path
+            if source.is_file() and _digest(source) != _digest(self.target / path):
+                changed[path] = source.read_text(encoding="utf-8", errors="replace")
+        ignored = [p for p in self._modified(workdir) if p not in allowed]
+        return changed, ignored
+
+    def _modified(self, workdir: WorkDir) -> list[str]:
+        ignore = SEED_IGNORE(str(workdir.root), [])
+        found = []
+        for path in workdir.root.rglob("*"):
+            rel = path.relative_to(workdir.root).as_posix()
+            if not path.is_file() or rel.startswith(".workforce-bin") or any(part in ignore for part in rel.split("/")):
+                continue
+            if "__pycache__" in rel or rel.endswith(".pyc"):
+                continue
+            if _digest(path) != _digest(self.target / rel):
+                found.append(rel)
+        return sorted(found)
+
+    def integrate(
+        self, instruction: WorkerInstruction, workdir: WorkDir, paths: list[str] | None = None
+    ) -> Integration:
+        """Copy the allowed changed files (or the given subset of them) into the target."""
+        changed, ignored = self.changed_files(instruction, workdir)
+        if paths is not None:
+            changed = {p: changed[p] for p in paths if p in changed}
+        with self._lock:
+            for path in changed:
+                destination = self.target / path
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                temporary = destination.with_name(f".{destination.name}.workforce-tmp")
+                shutil.copy2(workdir.root / path, temporary)
+                os.replace(temporary, destination)
+        return Integration(integrated=sorted(changed), ignored=ignored)
