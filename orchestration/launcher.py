@@ -31,9 +31,9 @@ from orchestration.planner import WavePlan, plan
 from orchestration.progress import ProgressView
 from orchestration.protocols import KnowledgeStore, RetrospectiveStore, StateStore
 from orchestration.records import RunRecord
+from orchestration.redaction import redact
 from orchestration.results import ResultsWriter
 from orchestration.runner import RunControl, WorkerRunner
-from orchestration.redaction import redact
 from orchestration.validation import ValidationEngine
 
 log = logging.getLogger("workforce")

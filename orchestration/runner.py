@@ -31,8 +31,8 @@ from orchestration.errors import WorkforceError
 from orchestration.instruction import WorkerInstruction
 from orchestration.integration import IntegrationManager
 from orchestration.protocols import ResourceGate, StateStore
-from orchestration.results import AttemptResult, ResultsWriter, WorkerResult
 from orchestration.redaction import redact
+from orchestration.results import AttemptResult, ResultsWriter, WorkerResult
 from orchestration.validation import ValidationEngine, detect_guide
 from orchestration.workdir import WorkDir
 
