@@ -41,8 +41,10 @@ class MeteredClient(ChatCompletionClient):
         limiter: RateLimiter | None = None,
         price: Price | None = None,
         on_call: Callable[[str, RequestUsage], None] | None = None,
+        owns_inner: bool = True,
     ) -> None:
         self.inner = inner
+        self.owns_inner = owns_inner
         self.provider = provider
         self.model = model
         self.limiter = limiter
@@ -73,11 +75,11 @@ class MeteredClient(ChatCompletionClient):
         self._account(result.usage, expected)
         return result
 
-    def _estimate(self, messages: Sequence[LLMMessage], tools: Sequence[Tool | ToolSchema]) -> int:
-        try:
-            return self.inner.count_tokens(messages, tools=list(tools))
-        except Exception:  # noqa: BLE001 - token counting is best effort for unknown models
-            return sum(len(str(m.content)) for m in messages) // 4
+    @staticmethod
+    def _estimate(messages: Sequence[LLMMessage], tools: Sequence[Tool | ToolSchema]) -> int:
+        """About four characters a token. Not the provider's tokenizer: tiktoken fetches
+        unknown encodings from the network, synchronously, on the event loop."""
+        return (sum(len(str(m.content)) for m in messages) + 200 * len(tools)) // 4
 
     def _account(self, usage: RequestUsage, expected: int) -> None:
         self.usage.calls += 1
@@ -111,7 +113,9 @@ class MeteredClient(ChatCompletionClient):
         yield result
 
     async def close(self) -> None:
-        await self.inner.close()
+        """Close the inner client unless it is shared (the factory closes shared ones)."""
+        if self.owns_inner:
+            await self.inner.close()
 
     def actual_usage(self) -> RequestUsage:
         return self.inner.actual_usage()

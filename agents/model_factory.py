@@ -42,6 +42,7 @@ class ModelClientFactory:
         self.environ = os.environ if environ is None else environ
         self.on_call = on_call
         self._limiters: dict[str, RateLimiter] = {}
+        self._shared: dict[str, ChatCompletionClient] = {}
         if override is not None:
             self.provider_config(override)
 
@@ -97,8 +98,13 @@ class ModelClientFactory:
             )
 
     def create(self, provider: str, worker_id: str, attempt: int) -> MeteredClient:
+        """A worker attempt's client: its own meter around the provider's shared connection
+        (recorded replies are per worker and attempt, so those are not shared)."""
         settings = self.provider_config(provider)
-        inner = self._inner(settings, worker_id, attempt)
+        shared = settings.kind != "replay"
+        if shared and provider not in self._shared:
+            self._shared[provider] = self._inner(settings, worker_id, attempt)
+        inner = self._shared[provider] if shared else self._inner(settings, worker_id, attempt)
         return MeteredClient(
             inner,
             provider=provider,
@@ -106,7 +112,14 @@ class ModelClientFactory:
             limiter=self._limiter(provider, settings),
             price=self.config.prices.get(settings.model),
             on_call=self.on_call,
+            owns_inner=not shared,
         )
+
+    async def close(self) -> None:
+        """Close the shared provider connections."""
+        for client in self._shared.values():
+            await client.close()
+        self._shared.clear()
 
     def _limiter(self, provider: str, settings: ProviderConfig) -> RateLimiter:
         if provider not in self._limiters:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
-from autogen_core.tools import FunctionTool
+from autogen_core.tools import FunctionTool, ToolSchema
 
 from orchestration.errors import ConfinementError
 from orchestration.workdir import WorkDir
@@ -12,7 +12,21 @@ from orchestration.workdir import WorkDir
 TOOL_NAMES = ("write_file", "read_file", "list_files", "run_command")
 
 
-def workdir_tools(workdir: WorkDir, command_timeout_s: float) -> list[FunctionTool]:
+class WorkdirTool(FunctionTool):
+    """A FunctionTool whose JSON schema is built once per tool name: every worker's tool of a
+    name has the same signature, and rebuilding the schema on each model call is costly."""
+
+    _schemas: ClassVar[dict[str, ToolSchema]] = {}
+
+    @property
+    def schema(self) -> ToolSchema:
+        cached = self._schemas.get(self.name)
+        if cached is None:
+            cached = self._schemas[self.name] = super().schema
+        return cached
+
+
+def workdir_tools(workdir: WorkDir, command_timeout_s: float) -> list[WorkdirTool]:
     """write_file / read_file / list_files / run_command bound to one work dir."""
 
     async def write_file(
@@ -52,4 +66,4 @@ def workdir_tools(workdir: WorkDir, command_timeout_s: float) -> list[FunctionTo
         return f"{status}\n{result.tail()}"
 
     functions = (write_file, read_file, list_files, run_command)
-    return [FunctionTool(f, description=(f.__doc__ or "").strip(), name=f.__name__) for f in functions]
+    return [WorkdirTool(f, description=(f.__doc__ or "").strip(), name=f.__name__) for f in functions]

@@ -45,6 +45,8 @@ class ExecutionConfig(_Model):
     """Limit for each TEST_PROCESS command and each command a worker runs."""
     max_tool_rounds: int = 12
     """Model ↔ tool round trips allowed in one attempt."""
+    seed: Literal["needed", "full"] = "needed"
+    """What a work dir starts with: the target files the worker needs, or the whole tree."""
     abort_guide_rate: float = 0.10
     abort_test_failure_rate: float = 0.20
     abort_timeout_rate: float = 0.30

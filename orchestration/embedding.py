@@ -26,8 +26,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-ENCODE_BATCH = 256
-"""Texts the model embeds in one forward pass."""
+ENCODE_BATCH = 32
+"""Texts embedded per forward pass and per hold of the model lock (larger batches gain nothing on CPU)."""
 
 
 def default_model_path() -> Path:
@@ -68,6 +68,38 @@ def _load_model(path: Path, device: str) -> SentenceTransformer:
             hf_logging.enable_progress_bar()
 
 
+class FairLock:
+    """A FIFO (ticket) lock: a long bulk encode yields to a waiting query between chunks."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._next = 0
+        self._serving = 0
+        self._abandoned: set[int] = set()
+
+    def __enter__(self) -> None:
+        with self._cond:
+            ticket, self._next = self._next, self._next + 1
+            try:
+                self._cond.wait_for(lambda: self._serving == ticket)
+            except BaseException:  # interrupted while waiting: give the turn away
+                self._abandoned.add(ticket)
+                self._advance(0)
+                raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._cond:
+            self._advance(1)
+
+    def _advance(self, step: int) -> None:
+        """Caller holds `_cond`: move past the finished turn and any abandoned tickets."""
+        self._serving += step
+        while self._serving in self._abandoned:
+            self._abandoned.discard(self._serving)
+            self._serving += 1
+        self._cond.notify_all()
+
+
 class Embedder:
     """A local sentence-transformers model; one instance per model folder via `shared`."""
 
@@ -78,7 +110,7 @@ class Embedder:
         self.model_path = Path(model_path)
         self.batch_size = batch_size
         self._model = _load_model(self.model_path, device)
-        self._lock = threading.Lock()
+        self._lock = FairLock()
 
     @classmethod
     def shared(cls, model: str | Path | None = None, base_dir: str | Path | None = None) -> Embedder:
@@ -96,10 +128,21 @@ class Embedder:
         return int(size) if size else 0
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit-length embeddings, one row per text (serialised: the tokenizer is not thread-safe)."""
+        """Unit-length embeddings, one row per text.
+
+        Chunks of `batch_size` are encoded one at a time under a FIFO lock (the tokenizer is not
+        thread-safe), so a query waits for at most one chunk of a bulk write.
+        """
+        import numpy as np
+
+        texts = list(texts)
+        chunks = [self._encode_chunk(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.dimension), dtype=np.float32)
+
+    def _encode_chunk(self, texts: list[str]) -> np.ndarray:
         with self._lock:
             return self._model.encode(
-                list(texts),
+                texts,
                 batch_size=self.batch_size,
                 convert_to_numpy=True,
                 normalize_embeddings=True,

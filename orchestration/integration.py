@@ -47,15 +47,22 @@ def _digest(path: Path) -> str | None:
 class IntegrationManager:
     """Seeds work dirs from the target and merges passing deliverables back into it."""
 
-    def __init__(self, target: Path) -> None:
+    def __init__(self, target: Path, seed: str = "needed") -> None:
         self.target = target.resolve()
         self.target.mkdir(parents=True, exist_ok=True)
+        self.seed_mode = seed
         self._lock = threading.Lock()
 
-    def seed(self, workdir: WorkDir) -> None:
-        """A fresh work dir holding a copy of the current target tree."""
+    def seed(self, workdir: WorkDir, instruction: WorkerInstruction | None = None) -> None:
+        """A fresh work dir holding what the worker needs of the current target tree
+        (`seed: full` copies all of it)."""
+        from orchestration.seeding import needed_files
+
         with self._lock:
-            workdir.reset(seed_from=self.target)
+            if self.seed_mode == "full" or instruction is None:
+                workdir.reset(seed_from=self.target)
+            else:
+                workdir.reset(seed_from=self.target, files=needed_files(instruction, self.target))
 
     def changed_files(self, instruction: WorkerInstruction, workdir: WorkDir) -> tuple[dict[str, str], list[str]]:
         """(allowed path → new content, changed paths that are not allowed)."""
@@ -73,7 +80,7 @@ class IntegrationManager:
         found = []
         for path in workdir.root.rglob("*"):
             rel = path.relative_to(workdir.root).as_posix()
-            if not path.is_file() or rel.startswith(".workforce-bin") or any(part in ignore for part in rel.split("/")):
+            if not path.is_file() or any(part in ignore for part in rel.split("/")):
                 continue
             if "__pycache__" in rel or rel.endswith(".pyc"):
                 continue

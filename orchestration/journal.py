@@ -429,7 +429,6 @@ class ResilientStateStore:
         self._lock = threading.RLock()
         self._runs: dict[str, RunMirror] = {}
         self._degraded = False
-        self._window: list[dict[str, Any]] = []
         self._last_attempt = 0.0
         self._journal_failed = False
         try:
@@ -483,7 +482,11 @@ class ResilientStateStore:
                     known.append((mirror.run.created_at, journalled))
             return max(known)[1] if known else None
 
-        return self._call(self.store.latest_run_id, local)
+        def remote() -> str | None:
+            # Redis that lost everything (a wiped data dir) still resumes the journal's runs.
+            return self.store.latest_run_id() or journal_latest_run_id(self.journal.path)
+
+        return self._call(remote, local)
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         checked = check_fields(RunRecord, fields, PROTECTED_RUN_FIELDS)
@@ -504,13 +507,15 @@ class ResilientStateStore:
             self._mirror(run_id)
             won = self.store.claim(run_id, worker_id, owner)
             if won:
-                self._worker_op(run_id, "claim", lambda m: m.propose_claim(worker_id, owner, True), "set", owner=owner)
+                self._worker_op(run_id, worker_id, "claim", lambda m: m.propose_claim(worker_id, owner, True), "set",
+                                owner=owner)
             else:
                 self._refresh_worker(run_id, worker_id)
             return won
 
         def local() -> bool:
-            return self._worker_op(run_id, "claim", lambda m: m.propose_claim(worker_id, owner), "set", owner=owner)
+            return self._worker_op(run_id, worker_id, "claim", lambda m: m.propose_claim(worker_id, owner), "set",
+                                   owner=owner)
 
         return self._call(remote, local)
 
@@ -531,8 +536,8 @@ class ResilientStateStore:
         checked = check_fields(WorkerState, fields, PROTECTED_WORKER_FIELDS)
 
         def apply() -> None:
-            self._worker_op(run_id, "update_worker", lambda m: m.propose_update(worker_id, checked), "keep",
-                            fields=checked)
+            self._worker_op(run_id, worker_id, "update_worker", lambda m: m.propose_update(worker_id, checked),
+                            "keep", fields=checked)
 
         self._call(lambda: self._remote(run_id, lambda: self.store.update_worker(run_id, worker_id, **checked), apply),
                    apply)
@@ -543,8 +548,10 @@ class ResilientStateStore:
         checked = check_fields(WorkerState, fields, PROTECTED_WORKER_FIELDS)
 
         def op(force: bool) -> bool:
-            return self._worker_op(run_id, "finish", lambda m: m.propose_finish(worker_id, owner, status, checked, force),
-                                   "drop", owner=owner, status=status, fields=checked)
+            return self._worker_op(
+                run_id, worker_id, "finish", lambda m: m.propose_finish(worker_id, owner, status, checked, force),
+                "drop", owner=owner, status=status, fields=checked,
+            )
 
         def remote() -> bool:
             self._mirror(run_id)
@@ -562,8 +569,8 @@ class ResilientStateStore:
         checked = check_fields(WorkerState, fields, PROTECTED_WORKER_FIELDS)
 
         def op(force: bool) -> bool:
-            return self._worker_op(run_id, "skip", lambda m: m.propose_skip(worker_id, checked, force), "drop",
-                                   fields=checked)
+            return self._worker_op(run_id, worker_id, "skip", lambda m: m.propose_skip(worker_id, checked, force),
+                                   "drop", fields=checked)
 
         def remote() -> bool:
             self._mirror(run_id)
@@ -578,7 +585,7 @@ class ResilientStateStore:
 
     def reset_worker(self, run_id: str, worker_id: str) -> None:
         def apply() -> None:
-            self._worker_op(run_id, "reset_worker", lambda m: m.propose_reset(worker_id), "drop")
+            self._worker_op(run_id, worker_id, "reset_worker", lambda m: m.propose_reset(worker_id), "drop")
 
         self._call(lambda: self._remote(run_id, lambda: self.store.reset_worker(run_id, worker_id), apply), apply)
 
@@ -682,14 +689,23 @@ class ResilientStateStore:
             apply()
 
     def _worker_op(
-        self, run_id: str, op: str, propose: Callable[[RunMirror], WorkerState | None], lease: Lease, **data: Any
+        self, run_id: str, worker_id: str, op: str, propose: Callable[[RunMirror], WorkerState | None],
+        lease: Lease, **data: Any,
     ) -> bool:
-        """Propose on the mirror; if allowed, journal the new state, then commit it."""
-        mirror = self._mirror(run_id) if self._degraded else self._runs.get(run_id)
-        if mirror is None:
-            if self._degraded:
+        """Propose on the mirror; if allowed, journal the new state, then commit it.
+
+        After Redis already applied the mutation (normal mode) the proposal is forced; a worker
+        the mirror does not know yet is read from Redis first."""
+        if self._degraded:
+            mirror = self._mirror(run_id)
+            if mirror is None:
                 raise StateError(f"no such run {run_id} (Redis is away and the journal does not have it)")
-            return True
+        else:
+            mirror = self._runs.get(run_id)
+            if mirror is not None and worker_id not in mirror.workers and op != "reset_worker":
+                self._refresh_worker(run_id, worker_id)
+            if mirror is None or (worker_id not in mirror.workers and op != "reset_worker"):
+                return True
         state = propose(mirror)
         if state is None:
             return False
@@ -707,7 +723,7 @@ class ResilientStateStore:
     def _journal(self, op: str, run_id: str | None, **data: Any) -> None:
         """Durably record a mutation. Degraded: failure is an error. Normal: Redis has it; warn once."""
         try:
-            entry = self.journal.append(op, run_id, **data)
+            self.journal.append(op, run_id, **data)
         except StateError:
             if self._degraded:
                 raise
@@ -715,9 +731,6 @@ class ResilientStateStore:
                 log.warning("the state journal %s cannot be written; Redis still holds the state",
                             self.journal.path, exc_info=True)
                 self._journal_failed = True
-            return
-        if self._degraded:
-            self._window.append(entry)
 
     def _mirror(self, run_id: str) -> RunMirror | None:
         """The run's mirror, loaded on first access (from Redis, or the journal while degraded)."""
@@ -760,12 +773,11 @@ class ResilientStateStore:
         if self._degraded:
             return
         self._degraded = True
-        self._window = []
         self._last_attempt = time.monotonic()
         self.journal.append("degraded", None, reason=str(exc))
         log.warning(
-            "Redis is unavailable (%s); continuing in degraded mode on the journal %s. Claims are "
-            "exclusive only within this launcher until Redis is back.", exc, self.journal.path,
+            "%s; continuing in degraded mode on the journal %s (claims are exclusive only within "
+            "this launcher until Redis is back)", exc, self.journal.path,
         )
 
     def _maybe_reconnect(self) -> None:
@@ -780,27 +792,29 @@ class ResilientStateStore:
             log.debug("Redis still unavailable: %s", exc)
 
     def _resync(self) -> None:
-        """Replay the degraded window into Redis, re-take live leases, leave degraded mode."""
-        applied = replay_entries(self.store, self._window, self.journal.path)
+        """Replay the degraded window (and any other unsynced one), re-take live leases, leave
+        degraded mode."""
+        if self.journal.writer not in self._recover_unsynced():
+            self.journal.append("resynced", None, for_writer=self.journal.writer, upto=0)
         for run_id, mirror in self._runs.items():
             for worker_id in sorted(mirror.deadlines):
                 state = mirror.workers.get(worker_id)
                 if state is not None and state.status == "running" and not mirror.lease_free(worker_id):
                     self.store.renew(run_id, worker_id, state.owner)
-        upto = self._window[-1]["seq"] if self._window else 0
-        self.journal.append("resynced", None, for_writer=self.journal.writer, upto=upto)
-        log.warning("Redis is back; replayed %d of %d journal entries written while it was away",
-                    applied, len(self._window))
-        self._window = []
         self._degraded = False
 
-    def _recover_unsynced(self) -> None:
-        """Replay windows that launchers which died while degraded never re-synced."""
-        for writer, entries in unsynced_entries(self.journal.entries()).items():
+    def _recover_unsynced(self) -> set[str]:
+        """Replay every degraded window no `resynced` marker closed: this launcher's own, and
+        those of launchers that died while Redis was away. Returns the writers replayed."""
+        windows = unsynced_entries(self.journal.entries())
+        for writer, entries in windows.items():
             applied = replay_entries(self.store, entries, self.journal.path)
             self.journal.append("resynced", None, for_writer=writer, upto=entries[-1]["seq"])
-            log.warning("replayed %d journal entries that launcher %s wrote while Redis was away",
-                        applied, writer)
+            own = writer == self.journal.writer
+            log.log(logging.INFO if own else logging.WARNING,
+                    "Redis is back: replayed %d of %d journal entries %s wrote while it was away",
+                    applied, len(entries), "this launcher" if own else f"launcher {writer}")
+        return set(windows)
 
 
 def open_state_store(

@@ -121,7 +121,7 @@ class Launcher:
         runner = WorkerRunner(
             run_id=run_id, owner=owner_id(), execution=self.config.execution, factory=factory,
             validator=ValidationEngine(self.config.execution.command_timeout_s),
-            integrator=IntegrationManager(target), results=results, state=self.state, gate=monitor,
+            integrator=IntegrationManager(target, self.config.execution.seed), results=results, state=self.state, gate=monitor,
             build_dir=self.path(self.config.build_dir), control=control, lease_s=self.config.state.lease_s,
         )
         orchestrator = MassiveOrchestrator(
@@ -138,6 +138,7 @@ class Launcher:
             raise
         finally:
             monitor.stop()
+            await factory.close()
             if self.knowledge is not None:
                 await asyncio.to_thread(self.knowledge.flush)
         results.write_summary(summary)

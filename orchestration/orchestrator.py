@@ -108,18 +108,18 @@ class MassiveOrchestrator:
     # -- one worker ---------------------------------------------------------------------------
     async def _run_worker(self, wid: str, wave: int, predecessor: str) -> WorkerResult:
         instruction = self.plan.instructions[wid]
-        known = self._final_result(wid, wave)
+        known = await asyncio.to_thread(self._final_result, wid, wave)
         if known is not None:
             return known
         async with self._semaphore:
             if not await self._claim(wid):
-                return self._final_result(wid, wave) or self._lost(wid, wave)
-            stored = self.state.worker(self.run_id, wid)
-            rolled = self._roll_forward(instruction, stored, wave) if stored else None
+                return await asyncio.to_thread(self._final_result, wid, wave) or self._lost(wid, wave)
+            stored = await asyncio.to_thread(self.state.worker, self.run_id, wid)
+            rolled = await asyncio.to_thread(self._roll_forward, instruction, stored, wave) if stored else None
             if rolled is not None:
                 return self._finished(rolled)
             self.progress.running(wid)
-            problem = self._dependency_problem(instruction)
+            problem = await asyncio.to_thread(self._dependency_problem, instruction)
             if problem:
                 result = await self.runner.skip(instruction, wave, problem)
             else:
@@ -157,9 +157,9 @@ class MassiveOrchestrator:
     async def _claim(self, wid: str) -> bool:
         """Take the worker's lease; while another live launcher holds it, wait for the outcome."""
         while not self.control.abort_reason:
-            if self.state.claim(self.run_id, wid, self.runner.owner):
+            if await asyncio.to_thread(self.state.claim, self.run_id, wid, self.runner.owner):
                 return True
-            stored = self.state.worker(self.run_id, wid)
+            stored = await asyncio.to_thread(self.state.worker, self.run_id, wid)
             if stored is not None and stored.status in FINAL_STATUSES:
                 return False
             await asyncio.sleep(max(0.05, self.runner.lease_s / 3))

@@ -388,7 +388,9 @@ class Mem0Retrospectives:
         """Short lessons from the retrospectives nearest to `text`, for a worker's prompt."""
         lessons: list[str] = []
         for hit in self.search(text, k):
-            lessons.extend(lesson for lesson in _hit_lessons(hit) if lesson not in lessons)
+            for lesson in _hit_lessons(hit):
+                if lesson not in lessons:
+                    lessons.append(lesson)
         return lessons
 
     def replay_pending(self) -> int:

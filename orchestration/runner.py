@@ -80,7 +80,7 @@ class WorkerRunner:
         wid = instruction.worker_id
         started = time.monotonic()
         result = WorkerResult(worker_id=wid, title=instruction.title, run_id=self.run_id, wave=wave, status="failed")
-        self.results.clear_worker(wid)
+        await asyncio.to_thread(self.results.clear_worker, wid)
         heartbeat = asyncio.create_task(self._heartbeat(wid))
         try:
             await self._attempts(instruction, context, result)
@@ -93,7 +93,7 @@ class WorkerRunner:
                 await heartbeat
             result.duration_s = round(time.monotonic() - started, 3)
             result.timestamp = datetime.now(UTC).isoformat()
-            self._record(result)
+            await asyncio.to_thread(self._record, result)
         return result
 
     async def skip(self, instruction: WorkerInstruction, wave: int, reason: str) -> WorkerResult:
@@ -101,7 +101,7 @@ class WorkerRunner:
             worker_id=instruction.worker_id, title=instruction.title, run_id=self.run_id, wave=wave,
             status="skipped", reason=reason, timestamp=datetime.now(UTC).isoformat(),
         )
-        self._record(result)
+        await asyncio.to_thread(self._record, result)
         return result
 
     def _record(self, result: WorkerResult) -> None:
@@ -119,7 +119,7 @@ class WorkerRunner:
     async def _heartbeat(self, wid: str) -> None:
         while True:
             await asyncio.sleep(max(0.05, self.lease_s / 3))
-            if not self.state.renew(self.run_id, wid, self.owner):
+            if not await asyncio.to_thread(self.state.renew, self.run_id, wid, self.owner):
                 log.warning("lease of %s was lost", wid)
 
     # -- attempts ------------------------------------------------------------------------------
@@ -133,7 +133,7 @@ class WorkerRunner:
 
     async def _attempts(self, instruction: WorkerInstruction, context: WorkerContext, result: WorkerResult) -> None:
         sequence, has_fallback = self._providers(instruction)
-        previous = self.state.worker(self.run_id, instruction.worker_id)
+        previous = await asyncio.to_thread(self.state.worker, self.run_id, instruction.worker_id)
         first_number = (previous.attempt if previous else 0) + 1
         feedback = ""
         workdir = WorkDir(self.build_dir / self.run_id / instruction.worker_id)
@@ -143,12 +143,14 @@ class WorkerRunner:
                 return
             await self.gate.wait_until_can_spawn()
             number = first_number + index
-            self.state.update_worker(self.run_id, instruction.worker_id, attempt=number, provider=provider)
+            await asyncio.to_thread(
+                self.state.update_worker, self.run_id, instruction.worker_id, attempt=number, provider=provider
+            )
             attempt = await self._attempt(instruction, context, workdir, provider, number, feedback)
             result.attempts.append(attempt)
             self.control.spent_usd += attempt.cost_usd
             if attempt.outcome == "passed":
-                self._integrate(instruction, workdir, result)
+                await asyncio.to_thread(self._integrate, instruction, workdir, result)
                 return
             feedback = attempt.error
         result.status = "escalated" if has_fallback else "failed"
@@ -172,7 +174,7 @@ class WorkerRunner:
         provider: str, number: int, feedback: str,
     ) -> AttemptResult:
         started = time.monotonic()
-        self.integrator.seed(workdir)
+        await asyncio.to_thread(self.integrator.seed, workdir, instruction)
         attempt = AttemptResult(number=number, provider=provider, model="", outcome="provider_error")
         client: MeteredClient | None = None
         try:
@@ -195,7 +197,7 @@ class WorkerRunner:
         return attempt
 
     async def _judge(self, instruction: WorkerInstruction, workdir: WorkDir, summary: str, attempt: AttemptResult) -> None:
-        files, _ = self.integrator.changed_files(instruction, workdir)
+        files, _ = await asyncio.to_thread(self.integrator.changed_files, instruction, workdir)
         guide = detect_guide(files, summary)
         if guide:
             attempt.outcome = "guide_detected"

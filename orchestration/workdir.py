@@ -10,12 +10,14 @@ the rest of the filesystem.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +30,20 @@ SEED_IGNORE = shutil.ignore_patterns(
     ".ruff_cache", ".workforce", "validation_build",
 )
 OUTPUT_TAIL = 2000
-_PYTHON_SHIM = ".workforce-bin"
+
+
+@functools.cache
+def python_shim_dir() -> Path:
+    """A folder (one per launcher process) whose `python` and `python3` run this interpreter.
+
+    Shell scripts rather than symlinks: a symlinked venv interpreter starts without the venv."""
+    folder = Path(tempfile.mkdtemp(prefix="workforce-python-"))
+    for name in ("python", "python3"):
+        shim = folder / name
+        shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n', encoding="utf-8")
+        shim.chmod(0o755)
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
 @dataclass
@@ -52,22 +67,19 @@ class WorkDir:
         self.last_activity = time.monotonic()
 
     # -- lifecycle -------------------------------------------------------------------------
-    def reset(self, seed_from: Path | None = None) -> None:
-        """Empty the directory (stale output of an earlier attempt goes) and seed it from a tree."""
+    def reset(self, seed_from: Path | None = None, files: list[str] | None = None) -> None:
+        """Empty the directory (stale output of an earlier attempt goes) and seed it from a
+        tree: all of it, or only `files` (relative paths) when given."""
         if self.root.exists():
             shutil.rmtree(self.root)
-        if seed_from is not None and seed_from.is_dir():
+        if seed_from is not None and seed_from.is_dir() and files is None:
             shutil.copytree(seed_from, self.root, ignore=SEED_IGNORE, symlinks=True)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._install_python_shim()
-
-    def _install_python_shim(self) -> None:
-        bin_dir = self.root / _PYTHON_SHIM
-        bin_dir.mkdir(exist_ok=True)
-        for name in ("python", "python3"):
-            shim = bin_dir / name
-            shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n', encoding="utf-8")
-            shim.chmod(0o755)
+        if seed_from is not None:
+            for relative in files or []:
+                destination = self.root / relative
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(seed_from / relative, destination)
 
     # -- paths -----------------------------------------------------------------------------
     def resolve(self, relative: str) -> Path:
@@ -100,7 +112,7 @@ class WorkDir:
         found = []
         for path in sorted(base.rglob("*")):
             rel = path.relative_to(self.root).as_posix()
-            if path.is_file() and not rel.startswith(_PYTHON_SHIM) and "__pycache__" not in rel:
+            if path.is_file() and "__pycache__" not in rel:
                 found.append(rel)
             if len(found) >= limit:
                 break
@@ -112,7 +124,7 @@ class WorkDir:
     # -- commands --------------------------------------------------------------------------
     def environment(self) -> dict[str, str]:
         """What a command sees: no secrets; our interpreter first on PATH; the work dir importable."""
-        bin_dir = self.root / _PYTHON_SHIM
+        bin_dir = python_shim_dir()
         return scrub_env(
             {
                 "PATH": f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}/usr/local/bin:/usr/bin:/bin",
@@ -158,10 +170,11 @@ class WorkDir:
             if self.sandbox == "bwrap":
                 raise ConfinementError("sandbox 'bwrap' requested but bubblewrap is not usable here")
             return ["bash", "-c", command]
-        root = str(self.root)
+        root, shim = str(self.root), str(python_shim_dir())
         return [
             bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-            "--bind", root, root, "--die-with-parent", "--chdir", root, "bash", "-c", command,
+            "--ro-bind", shim, shim, "--bind", root, root, "--die-with-parent", "--chdir", root,
+            "bash", "-c", command,
         ]
 
 

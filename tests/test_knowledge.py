@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from orchestration.config import KnowledgeConfig
-from orchestration.embedding import Embedder, default_model_path
+from orchestration.embedding import Embedder, FairLock, default_model_path
 from orchestration.errors import ConfigError, StateError
 from orchestration.instruction import WorkerInstruction
 from orchestration.knowledge import ChromaKnowledgeStore, KnowledgeStoreError, result_documents
@@ -64,6 +65,23 @@ def test_model_comes_from_the_package_folder(embedder: Embedder) -> None:
     assert embedder.model_path == default_model_path().resolve()
     assert embedder.dimension == 384
     assert Embedder.shared() is embedder
+
+
+def test_fair_lock_serves_waiters_in_arrival_order() -> None:
+    lock, order = FairLock(), []
+
+    def wait_turn(n: int) -> None:
+        with lock:
+            order.append(n)
+
+    threads = [threading.Thread(target=wait_turn, args=(n,)) for n in range(4)]
+    with lock:
+        for thread in threads:
+            thread.start()
+            time.sleep(0.05)
+    for thread in threads:
+        thread.join(timeout=5)
+    assert order == [0, 1, 2, 3]
 
 
 def test_store_lives_under_base_dir(store: ChromaKnowledgeStore, tmp_path: Path) -> None:

@@ -1,0 +1,243 @@
+"""`WorkDir`: confined paths, atomic writes, and commands run the way a worker's are."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import psutil
+import pytest
+
+from orchestration.errors import ConfinementError
+from orchestration.workdir import WorkDir, sandbox_binary
+
+ROOT = Path(__file__).resolve().parent.parent
+SANDBOXES = ["none", pytest.param("auto", marks=pytest.mark.skipif(
+    sandbox_binary() is None, reason="bubblewrap (bwrap) is not installed or not usable here"))]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> WorkDir:
+    wd = WorkDir(tmp_path / "work")
+    wd.reset()
+    return wd
+
+
+# -- lifecycle ---------------------------------------------------------------------------------
+def test_reset_clears_stale_files_and_seeds_from_a_tree(tmp_path: Path) -> None:
+    seed = tmp_path / "seed"
+    (seed / "pkg").mkdir(parents=True)
+    (seed / "pkg" / "mod.py").write_text("X = 1\n")
+    (seed / "README.md").write_text("hello\n")
+    for ignored in (".git", "__pycache__", ".venv", "pkg/__pycache__"):
+        (seed / ignored).mkdir(parents=True, exist_ok=True)
+        (seed / ignored / "junk.txt").write_text("junk")
+    wd = WorkDir(tmp_path / "work")
+    wd.reset()
+    (wd.root / "stale.py").write_text("left over from an earlier attempt")
+
+    wd.reset(seed_from=seed)
+
+    assert not (wd.root / "stale.py").exists()
+    assert (wd.root / "pkg" / "mod.py").read_text() == "X = 1\n"
+    assert (wd.root / "README.md").read_text() == "hello\n"
+    for ignored in (".git", "__pycache__", ".venv", "pkg/__pycache__"):
+        assert not (wd.root / ignored).exists(), ignored
+    assert wd.listing() == ["README.md", "pkg/mod.py"]
+
+
+def test_reset_without_seed_gives_an_empty_dir(tmp_path: Path) -> None:
+    wd = WorkDir(tmp_path / "work")
+    wd.reset(seed_from=tmp_path / "does-not-exist")
+    assert wd.root.is_dir()
+    assert wd.listing() == []
+
+
+# -- confinement -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "path",
+    ["/etc/passwd", "~/x", "../outside.txt", "a/../../outside.txt", "C:/x.py", "C:x.py", "c:\\x.py",
+     "..\\outside.txt", "", "   "],
+)
+def test_resolve_refuses_paths_that_leave_the_work_dir(workdir: WorkDir, path: str) -> None:
+    with pytest.raises(ConfinementError):
+        workdir.resolve(path)
+
+
+def test_resolve_accepts_relative_paths_inside(workdir: WorkDir) -> None:
+    assert workdir.resolve("pkg/mod.py") == workdir.root / "pkg" / "mod.py"
+    assert workdir.resolve("pkg\\mod.py") == workdir.root / "pkg" / "mod.py"
+    assert workdir.resolve("a/../b.py") == workdir.root / "b.py"
+    assert workdir.resolve(".") == workdir.root
+
+
+def test_resolve_refuses_symlinks_that_lead_out(workdir: WorkDir, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    (workdir.root / "link").symlink_to(outside)
+    (workdir.root / "filelink").symlink_to(outside / "secret.txt")
+    (workdir.root / "inside").mkdir()
+    (workdir.root / "goodlink").symlink_to(workdir.root / "inside")
+
+    for path in ("link/secret.txt", "link", "filelink", "link/new.py"):
+        with pytest.raises(ConfinementError):
+            workdir.resolve(path)
+    with pytest.raises(ConfinementError):
+        workdir.write("link/new.py", "x")
+    with pytest.raises(ConfinementError):
+        workdir.read("filelink")
+    assert not (outside / "new.py").exists()
+    assert workdir.resolve("goodlink/x.py") == workdir.root / "inside" / "x.py"
+
+
+def test_write_is_atomic_and_leaves_no_temp_file(workdir: WorkDir) -> None:
+    workdir.write("pkg/mod.py", "old\n")
+    inode_before = (workdir.root / "pkg" / "mod.py").stat().st_ino
+    path = workdir.write("pkg/mod.py", "new\n")
+    assert path.read_text() == "new\n"
+    # os.replace of a fresh temp file: a new inode, never a half-written original
+    assert path.stat().st_ino != inode_before
+    assert sorted(p.name for p in (workdir.root / "pkg").iterdir()) == ["mod.py"]
+    assert workdir.read("pkg/mod.py") == "new\n"
+
+
+def test_write_updates_last_activity(workdir: WorkDir) -> None:
+    workdir.last_activity = 0.0
+    workdir.write("a.txt", "x")
+    assert workdir.last_activity > 0.0
+
+
+# -- commands ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+async def test_run_uses_bash_in_the_work_dir(tmp_path: Path, sandbox: str) -> None:
+    wd = WorkDir(tmp_path / "work", sandbox=sandbox)
+    wd.reset()
+    result = await wd.run('pwd; echo "$BASH_VERSION" | head -c 1; echo; arr=(a b); echo "${arr[1]}"', 30)
+    lines = result.output.splitlines()
+    assert result.exit_code == 0, result.output
+    assert lines[0] == str(wd.root)
+    assert lines[1].isdigit()
+    assert lines[2] == "b"
+
+
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+async def test_python_is_the_launchers_interpreter(tmp_path: Path, sandbox: str) -> None:
+    wd = WorkDir(tmp_path / "work", sandbox=sandbox)
+    wd.reset()
+    script = "import sys, psutil, yaml, pydantic; print(sys.prefix)"
+    result = await wd.run(f'python -c "{script}" && python3 -c "{script}"', 60)
+    assert result.exit_code == 0, result.output
+    assert result.output.split() == [sys.prefix, sys.prefix]
+
+
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+async def test_work_dir_is_on_pythonpath(tmp_path: Path, sandbox: str) -> None:
+    wd = WorkDir(tmp_path / "work", sandbox=sandbox)
+    wd.reset()
+    wd.write("pkg/__init__.py", "")
+    wd.write("pkg/mod.py", "VALUE = 42\n")
+    (wd.root / "sub").mkdir()
+    result = await wd.run('cd sub && python3 -c "import pkg.mod; print(pkg.mod.VALUE)" && echo "$PYTHONPATH"', 60)
+    assert result.exit_code == 0, result.output
+    assert result.output.split() == ["42", str(wd.root)]
+
+
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+async def test_commands_see_no_secrets(tmp_path: Path, sandbox: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789abcdefghij")
+    monkeypatch.setenv("MY_SECRET_TOKEN", "hunter2-very-secret")
+    monkeypatch.setenv("HARMLESS_SETTING", "visible-only-if-whitelisted")
+    wd = WorkDir(tmp_path / "work", sandbox=sandbox)
+    wd.reset()
+    result = await wd.run("env", 30)
+    assert result.exit_code == 0
+    names = {line.split("=", 1)[0] for line in result.output.splitlines() if "=" in line}
+    assert "OPENAI_API_KEY" not in names
+    assert "MY_SECRET_TOKEN" not in names
+    assert "sk-test-0123456789abcdefghij" not in result.output
+    assert "hunter2-very-secret" not in result.output
+    assert "PATH" in names and "HOME" in names
+
+
+def test_environment_has_our_interpreter_first_and_no_secrets(
+    workdir: WorkDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_abcdefghijklmnopqrstuvwxyz")
+    env = workdir.environment()
+    assert "GITHUB_TOKEN" not in env
+    assert env["PATH"].split(":")[0] == str(workdir.root / ".workforce-bin")
+    assert env["PYTHONPATH"] == str(workdir.root)
+
+
+async def test_exit_code_and_output_are_reported(workdir: WorkDir) -> None:
+    result = await workdir.run("echo out; echo err >&2; exit 3", 30)
+    assert result.exit_code == 3
+    assert "out" in result.output and "err" in result.output
+    assert not result.timed_out
+    assert result.tail(4) == result.output[-4:]
+
+
+def _remaining(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+async def test_timeout_kills_the_whole_process_group(tmp_path: Path, sandbox: str) -> None:
+    wd = WorkDir(tmp_path / "work", sandbox=sandbox)
+    wd.reset()
+    command = (
+        "sleep 30 & echo $! >> pids; (sleep 30 & echo $! >> pids; wait) & echo $! >> pids; "
+        "echo started; wait"
+    )
+    result = await wd.run(command, 1.0)
+    assert result.timed_out
+    assert "timed out after 1s" in result.output
+    pids = [int(p) for p in (wd.root / "pids").read_text().split()]
+    assert len(pids) == 3
+    for _ in range(100):  # up to 5 s for the killed children to be reaped
+        if not _remaining(pids):
+            break
+        await asyncio.sleep(0.05)
+    assert _remaining(pids) == []
+
+
+async def test_bwrap_requested_but_unusable_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("orchestration.workdir.sandbox_binary", lambda: None)
+    wd = WorkDir(tmp_path / "work", sandbox="bwrap")
+    wd.reset()
+    with pytest.raises(ConfinementError):
+        await wd.run("true", 5)
+    auto = WorkDir(tmp_path / "auto", sandbox="auto")
+    auto.reset()
+    assert (await auto.run("echo plain", 5)).output.strip() == "plain"
+
+
+@pytest.mark.skipif(sandbox_binary() is None, reason="bubblewrap (bwrap) is not installed or not usable here")
+async def test_sandbox_makes_the_rest_of_the_filesystem_read_only(workdir: WorkDir, tmp_path: Path) -> None:
+    # /tmp is a private tmpfs inside the sandbox, so probe a host folder outside /tmp.
+    outside = Path(tempfile.mkdtemp(prefix=".wf-sandbox-probe-", dir=ROOT))
+    try:
+        (outside / "host-can-write.txt").write_text("yes")  # the folder is writable for us
+        result = await workdir.run(f"echo leaked > {outside}/leak.txt", 30)
+        assert result.exit_code != 0
+        assert "Read-only file system" in result.output
+        assert not (outside / "leak.txt").exists()
+        # a write into /tmp outside the work dir lands in the sandbox's tmpfs, not on the host
+        await workdir.run(f"echo leaked > {tmp_path}/leak.txt", 30)
+        assert not (tmp_path / "leak.txt").exists()
+        # while the work dir itself stays writable
+        inside = await workdir.run("echo kept > kept.txt && cat kept.txt", 30)
+        assert inside.exit_code == 0 and (workdir.root / "kept.txt").read_text() == "kept\n"
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
