@@ -11,7 +11,10 @@ export ANONYMIZED_TELEMETRY := False
 export MEM0_TELEMETRY := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test check dry-run wave demo bench similar status clean
+DEMO_TARGET ?= validation_build/demo-target
+LAUNCH := $(PY) orchestration/launch_workforce.py
+
+.PHONY: setup test check dry-run wave demo resume bench similar status clean
 
 setup: $(VENV)/.installed
 
@@ -30,13 +33,33 @@ check: setup
 	$(VENV)/bin/mypy
 
 dry-run: setup
-	$(PY) orchestration/launch_workforce.py --all --dry-run --workers-dir $(WORKERS)
+	$(LAUNCH) --all --dry-run --workers-dir $(WORKERS)
 
 wave: setup
-	$(PY) orchestration/launch_workforce.py --priority $(PRIORITY) --workers-dir $(WORKERS)
+	$(LAUNCH) --priority $(PRIORITY) --workers-dir $(WORKERS)
+
+# The offline demo: the bundled workforce with recorded model replies, into a fresh target tree.
+demo: setup
+	rm -rf $(DEMO_TARGET)
+	$(LAUNCH) --all --provider replay --workers-dir ai-workers/workers --target $(DEMO_TARGET)
+	cd $(DEMO_TARGET) && ../../$(PY) -m pytest -q -p no:cacheprovider
+
+resume: setup
+	$(LAUNCH) --resume
+
+status: setup
+	$(LAUNCH) status
+
+similar: setup
+	$(LAUNCH) similar "$(Q)"
 
 bench: setup
 	$(PY) bench/load_plan.py
+	$(PY) bench/makespan.py --workers 100
+	$(PY) bench/makespan.py --workers 225 --compare-graphflow
+	$(PY) bench/makespan.py --workers 450 --compare-graphflow
+	$(PY) bench/makespan.py --workers 1000
+	$(PY) bench/knowledge.py
 
 clean:
 	rm -rf validation_build/*/ ai-workers/results .workforce

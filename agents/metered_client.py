@@ -50,7 +50,9 @@ class MeteredClient(ChatCompletionClient):
         self.limiter = limiter
         self.price = price or Price()
         self.usage = Usage()
-        self.last_activity = time.monotonic()
+        self._last_activity = time.monotonic()
+        self._in_flight = 0
+        self._last_usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
         self._on_call = on_call
 
     async def create(
@@ -66,14 +68,22 @@ class MeteredClient(ChatCompletionClient):
         expected = self._estimate(messages, tools)
         if self.limiter is not None:
             await self.limiter.acquire(expected)
-        self.last_activity = time.monotonic()
-        result = await self.inner.create(
-            messages, tools=list(tools), tool_choice=tool_choice, json_output=json_output,
-            extra_create_args=extra_create_args, cancellation_token=cancellation_token,
-        )
-        self.last_activity = time.monotonic()
+        self._in_flight += 1
+        try:
+            result = await self.inner.create(
+                messages, tools=list(tools), tool_choice=tool_choice, json_output=json_output,
+                extra_create_args=extra_create_args, cancellation_token=cancellation_token,
+            )
+        finally:
+            self._in_flight -= 1
+            self._last_activity = time.monotonic()
         self._account(result.usage, expected)
         return result
+
+    @property
+    def last_activity(self) -> float:
+        """Now while a call is in flight (a slow or retried call is not a stall), else the last call's end."""
+        return time.monotonic() if self._in_flight else self._last_activity
 
     @staticmethod
     def _estimate(messages: Sequence[LLMMessage], tools: Sequence[Tool | ToolSchema]) -> int:
@@ -83,6 +93,7 @@ class MeteredClient(ChatCompletionClient):
 
     def _account(self, usage: RequestUsage, expected: int) -> None:
         self.usage.calls += 1
+        self._last_usage = usage
         self.usage.prompt_tokens += usage.prompt_tokens
         self.usage.completion_tokens += usage.completion_tokens
         self.usage.cost_usd += (
@@ -118,7 +129,7 @@ class MeteredClient(ChatCompletionClient):
             await self.inner.close()
 
     def actual_usage(self) -> RequestUsage:
-        return self.inner.actual_usage()
+        return self._last_usage
 
     def total_usage(self) -> RequestUsage:
         return RequestUsage(prompt_tokens=self.usage.prompt_tokens, completion_tokens=self.usage.completion_tokens)

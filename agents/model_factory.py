@@ -89,8 +89,8 @@ class ModelClientFactory:
             variable = self.missing_credentials(provider)
             if variable:
                 problems.append(
-                    f"{variable} is not set: provider {provider!r} serves {len(workers)} workers "
-                    f"(e.g. {workers[0]})"
+                    f"{variable} is not set: provider {provider!r} serves {len(workers)} "
+                    f"worker{'s' if len(workers) != 1 else ''} (e.g. {workers[0]})"
                 )
         if problems:
             raise CredentialsError(
@@ -150,10 +150,11 @@ class ModelClientFactory:
         return OpenAIChatCompletionClient(**arguments)
 
     def _api_key(self, settings: ProviderConfig) -> str:
-        if settings.api_key_env and self.environ.get(settings.api_key_env):
-            return self.environ[settings.api_key_env]
+        name = settings.api_key_env or ("OPENAI_API_KEY" if settings.kind == "openai" else None)
+        if name and self.environ.get(name):
+            return self.environ[name]
         if settings.kind == "openai":
-            raise CredentialsError(f"{settings.api_key_env or 'OPENAI_API_KEY'} is not set")
+            raise CredentialsError(f"{name} is not set")
         return "not-needed"
 
 

@@ -6,6 +6,7 @@ given (its lane predecessor's summary, similar passed work, lessons, a retry's f
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from autogen_agentchat.agents import AssistantAgent
@@ -32,13 +33,15 @@ class WorkerContext:
     predecessor_summary: str = ""
     similar_work: str = ""
     lessons: list[str] = field(default_factory=list)
+    seed_paths: list[str] = field(default_factory=list)
+    """Target files it starts with besides its own: its dependencies' deliverables."""
 
 
 def system_message(instruction: WorkerInstruction, context: WorkerContext) -> str:
     """The worker's standing orders: deliverables, boundaries, criteria, locations, rules."""
     files = instruction.deliverable_paths + [p for p in instruction.boundary_paths if p not in instruction.deliverable_paths]
     parts = [
-        f"You are {instruction.worker_id}, an autonomous coding worker: {instruction.title}.",
+        f"You are {instruction.worker_id}, an autonomous coding worker. Your task: {_task_title(instruction)}.",
         AUTONOMY_RULES,
         "Files you may write (exact paths, relative to the project root):\n"
         + "\n".join(f"- {p}" for p in files),
@@ -59,6 +62,11 @@ def system_message(instruction: WorkerInstruction, context: WorkerContext) -> st
     if context.lessons:
         parts.append("Lessons from earlier workers:\n" + "\n".join(f"- {lesson}" for lesson in context.lessons))
     return "\n\n".join(p for p in parts if p.strip())
+
+
+def _task_title(instruction: WorkerInstruction) -> str:
+    """The title without a leading `WORKER_001:` / `Worker 1:`."""
+    return re.sub(r"^\s*worker[\s_-]*\d+\s*[:.-]\s*", "", instruction.title, flags=re.IGNORECASE) or instruction.title
 
 
 def _import_hint(paths: list[str]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -101,6 +102,18 @@ class WorkerInstruction(BaseModel):
     """The `**LLM Provider:**` header, which overrides routing by classification."""
     time_limit_s: float | None = None
     """A limit stated in PERFORMANCE_REQUIREMENTS (degradation limit, else the target)."""
+
+    def allowed_paths(self) -> list[str]:
+        """DELIVERABLES and BOUNDARIES paths, plus the package `__init__.py` files above Python ones."""
+        paths = self.deliverable_paths + self.boundary_paths
+        packages = [
+            f"{parent.as_posix()}/__init__.py"
+            for path in paths
+            if path.endswith(".py")
+            for parent in PurePosixPath(path).parents
+            if parent.as_posix() != "."
+        ]
+        return list(dict.fromkeys(paths + packages))
 
     def section_text(self, name: str) -> str:
         section = self.sections.get(name)

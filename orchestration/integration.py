@@ -12,9 +12,10 @@ import os
 import shutil
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from orchestration.instruction import WorkerInstruction
+from orchestration.seeding import missing_imports, needed_files
 from orchestration.workdir import SEED_IGNORE, WorkDir
 
 
@@ -27,14 +28,7 @@ class Integration:
 
 
 def allowed_paths(instruction: WorkerInstruction) -> list[str]:
-    """DELIVERABLES and BOUNDARIES paths, plus the package `__init__.py` files above Python ones."""
-    paths = instruction.deliverable_paths + instruction.boundary_paths
-    packages = [
-        f"{parent.as_posix()}/__init__.py"
-        for path in paths if path.endswith(".py")
-        for parent in PurePosixPath(path).parents if parent.as_posix() != "."
-    ]
-    return list(dict.fromkeys(paths + packages))
+    return instruction.allowed_paths()
 
 
 def _digest(path: Path) -> str | None:
@@ -53,16 +47,26 @@ class IntegrationManager:
         self.seed_mode = seed
         self._lock = threading.Lock()
 
-    def seed(self, workdir: WorkDir, instruction: WorkerInstruction | None = None) -> None:
+    def seed(self, workdir: WorkDir, instruction: WorkerInstruction | None = None, extra: list[str] | None = None) -> None:
         """A fresh work dir holding what the worker needs of the current target tree
         (`seed: full` copies all of it)."""
-        from orchestration.seeding import needed_files
-
         with self._lock:
             if self.seed_mode == "full" or instruction is None:
                 workdir.reset(seed_from=self.target)
             else:
-                workdir.reset(seed_from=self.target, files=needed_files(instruction, self.target))
+                workdir.reset(seed_from=self.target, files=needed_files(instruction, self.target, extra or []))
+
+    def top_up(self, workdir: WorkDir, written: list[str]) -> list[str]:
+        """Copy in target files that the worker's new code imports but its work dir lacks."""
+        if self.seed_mode == "full":
+            return []
+        with self._lock:
+            missing = missing_imports(workdir.root, written, self.target)
+            for relative in missing:
+                destination = workdir.root / relative
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(self.target / relative, destination)
+        return missing
 
     def changed_files(self, instruction: WorkerInstruction, workdir: WorkDir) -> tuple[dict[str, str], list[str]]:
         """(allowed path → new content, changed paths that are not allowed)."""

@@ -22,7 +22,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +148,8 @@ def result_text(record: KnowledgeRecord, max_chars: int, environ: Mapping[str, s
 
 
 def _failure_doc(record: KnowledgeRecord, reason: str, environ: Mapping[str, str] | None) -> KnowledgeDoc:
+    """One failure reason; its `status` is never "passed" (a worker that passed after a failed
+    attempt still failed that attempt), the worker's own status is kept as `worker_status`."""
     key = hashlib.sha256(reason.encode("utf-8", "replace")).hexdigest()[:16]
     text = (
         f"{clean(record.title, 300, environ)} [{record.worker_id}] {record.status}\n"
@@ -158,7 +160,8 @@ def _failure_doc(record: KnowledgeRecord, reason: str, environ: Mapping[str, str
         "worker_id": record.worker_id,
         "run_id": record.run_id,
         "title": clean(record.title, 300, environ),
-        "status": record.status,
+        "status": "failed" if record.status == "passed" else record.status,
+        "worker_status": record.status,
     }
     return KnowledgeDoc(f"failure:{record.run_id}:{record.worker_id}:{key}", text, metadata)
 
@@ -209,7 +212,9 @@ _STOP = object()
 class BatchWriter:
     """One thread that stores queued documents in batches of up to `batch_size` or `wait_s`."""
 
-    def __init__(self, write: Any, batch_size: int = 64, wait_s: float = 0.05) -> None:
+    def __init__(
+        self, write: Callable[[list[KnowledgeDoc]], None], batch_size: int = 64, wait_s: float = 0.05
+    ) -> None:
         self._write = write
         self._batch_size = batch_size
         self._wait_s = wait_s
@@ -379,7 +384,7 @@ class ChromaKnowledgeStore:
         with chroma_errors("search for similar work"):
             found = self._collection.query(
                 query_embeddings=vector, n_results=k, where=where,
-                include=["documents", "metadatas", "distances"],  # type: ignore[list-item]
+                include=["documents", "metadatas", "distances"],
             )
         return self._hits(found)
 
@@ -447,7 +452,7 @@ class ChromaKnowledgeStore:
                 ids=[d.id for d in part],
                 embeddings=vectors[start : start + step],
                 documents=[d.text for d in part],
-                metadatas=[d.metadata for d in part],  # type: ignore[misc]
+                metadatas=[d.metadata for d in part],
             )
 
     @staticmethod

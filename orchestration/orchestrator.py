@@ -184,6 +184,19 @@ class MassiveOrchestrator:
         self.control.on_event({"event": "rolled_forward", "worker_id": instruction.worker_id})
         return result
 
+    def _dependency_paths(self, instruction: WorkerInstruction) -> list[str]:
+        """Deliverables of the worker's dependencies, transitively (what it builds on)."""
+        paths: list[str] = []
+        queue, seen = list(instruction.dependencies), set()
+        while queue:
+            dep = queue.pop()
+            if dep in seen or dep not in self.plan.instructions:
+                continue
+            seen.add(dep)
+            paths.extend(self.plan.instructions[dep].deliverable_paths)
+            queue.extend(self.plan.instructions[dep].dependencies)
+        return sorted(set(paths))
+
     def _dependency_problem(self, instruction: WorkerInstruction) -> str:
         for dep in instruction.dependencies:
             if dep in self.blocked:
@@ -198,7 +211,7 @@ class MassiveOrchestrator:
 
     # -- knowledge ----------------------------------------------------------------------------
     async def _context(self, instruction: WorkerInstruction, predecessor: str) -> WorkerContext:
-        context = WorkerContext(predecessor_summary=predecessor)
+        context = WorkerContext(predecessor_summary=predecessor, seed_paths=self._dependency_paths(instruction))
         query = task_text(instruction)
         if self.knowledge is not None:
             hits = await asyncio.to_thread(

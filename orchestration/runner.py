@@ -137,6 +137,7 @@ class WorkerRunner:
         first_number = (previous.attempt if previous else 0) + 1
         feedback = ""
         workdir = WorkDir(self.build_dir / self.run_id / instruction.worker_id)
+        workdir.on_write = lambda path: self.integrator.top_up(workdir, [path])
         for index, provider in enumerate(sequence):
             if self.control.budget_spent:
                 result.reason = f"budget of ${self.control.budget_usd:.2f} spent before attempt {index + 1}"
@@ -174,7 +175,7 @@ class WorkerRunner:
         provider: str, number: int, feedback: str,
     ) -> AttemptResult:
         started = time.monotonic()
-        await asyncio.to_thread(self.integrator.seed, workdir, instruction)
+        await asyncio.to_thread(self.integrator.seed, workdir, instruction, context.seed_paths)
         attempt = AttemptResult(number=number, provider=provider, model="", outcome="provider_error")
         client: MeteredClient | None = None
         try:
@@ -198,6 +199,7 @@ class WorkerRunner:
 
     async def _judge(self, instruction: WorkerInstruction, workdir: WorkDir, summary: str, attempt: AttemptResult) -> None:
         files, _ = await asyncio.to_thread(self.integrator.changed_files, instruction, workdir)
+        await asyncio.to_thread(self.integrator.top_up, workdir, sorted(files))
         guide = detect_guide(files, summary)
         if guide:
             attempt.outcome = "guide_detected"

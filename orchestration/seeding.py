@@ -10,38 +10,59 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from orchestration.instruction import WorkerInstruction
-from orchestration.integration import allowed_paths
 
 _IMPORT_IN_TEXT = re.compile(r"(?:^|[\s;\"'(])(?:from\s+([\w.]+)\s+import|import\s+([\w.]+(?:\s*,\s*[\w.]+)*))")
 _PATH_TOKEN = re.compile(r"[\w./-]+")
 _SKIP_DIRS = frozenset({".git", "__pycache__", ".venv", "venv", "node_modules", ".workforce"})
 
 
-def needed_files(instruction: WorkerInstruction, target: Path) -> list[str]:
-    """Relative paths (files) of `target` to copy into the worker's work dir."""
+def needed_files(instruction: WorkerInstruction, target: Path, extra: Iterable[str] = ()) -> list[str]:
+    """Relative paths (files) of `target` to copy into the worker's work dir; `extra` adds
+    paths the caller knows it needs (its dependencies' deliverables)."""
     commands = "\n".join(c.command for c in instruction.test_commands)
     found: set[str] = set(_top_level_files(target))
-    found |= {p for p in allowed_paths(instruction) if (target / p).is_file()}
+    found |= {p for p in [*instruction.allowed_paths(), *extra] if _inside(target, p) and (target / p).is_file()}
     found |= _named_paths(commands, target)
-    modules = _imported_modules(commands) | {_module_of(p) for p in allowed_paths(instruction) if p.endswith(".py")}
-    queue = [f for f in found if f.endswith(".py")]
+    modules = _imported_modules(commands) | {_module_of(p) for p in instruction.allowed_paths() if p.endswith(".py")}
+    starts = [f for f in found if f.endswith(".py")]
     for module in modules:
-        queue.extend(_module_files(module, target))
-    seen: set[str] = set()
+        starts.extend(_module_files(module, target))
+    return sorted(found | _import_closure(starts, target))
+
+
+def missing_imports(root: Path, written: Iterable[str], target: Path) -> list[str]:
+    """Target files that the Python files a worker wrote import (transitively) and its work
+    dir lacks (imports its instruction never declared; doctest lines in Markdown count)."""
+    starts: list[str] = []
+    for path in written:
+        modules = _imports_of(root / path, path) if path.endswith(".py") else _imports_in_text(root / path)
+        for module in modules:
+            starts.extend(_module_files(module, target))
+    return sorted(p for p in _import_closure(starts, target) if not (root / p).exists())
+
+
+def _import_closure(starts: list[str], target: Path) -> set[str]:
+    queue, seen = list(starts), set()
     while queue:
         path = queue.pop()
         if path in seen:
             continue
         seen.add(path)
-        found.add(path)
         queue.extend(_package_inits(path, target))
         if path.endswith(".py"):
             for module in _imports_of(target / path, path):
                 queue.extend(_module_files(module, target))
-    return sorted(found)
+    return seen
+
+
+def _inside(target: Path, relative: str) -> bool:
+    """A relative path that stays inside the target (no absolute paths, no `..`)."""
+    pure = PurePosixPath(relative)
+    return bool(relative) and not pure.is_absolute() and ".." not in pure.parts
 
 
 def _top_level_files(target: Path) -> list[str]:
@@ -52,14 +73,14 @@ def _named_paths(commands: str, target: Path) -> set[str]:
     """Existing files (or every file below existing folders) that the commands mention."""
     found: set[str] = set()
     for token in set(_PATH_TOKEN.findall(commands)):
-        token = token.strip("./") if token.startswith("./") else token
-        if "/" not in token and "." not in token:
+        token = token[2:] if token.startswith("./") else token
+        if ("/" not in token and "." not in token) or not _inside(target, token) or token in (".", ".."):
             continue
         candidate = target / token
         try:
             if candidate.is_file():
                 found.add(PurePosixPath(token).as_posix())
-            elif candidate.is_dir() and token not in (".", ".."):
+            elif candidate.is_dir():
                 found |= _walk(candidate, target)
         except OSError:
             continue
@@ -84,6 +105,14 @@ def _imported_modules(text: str) -> set[str]:
             if name.strip():
                 modules.add(name.strip())
     return modules
+
+
+def _imports_in_text(file: Path) -> set[str]:
+    """`import x` / `from x import y` lines in any text file (doctests in Markdown, scripts)."""
+    try:
+        return _imported_modules(file.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return set()
 
 
 def _module_of(path: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import functools
 import os
 import shutil
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,9 +63,13 @@ class CommandResult:
 class WorkDir:
     """One worker attempt's directory: confined file access and command execution."""
 
-    def __init__(self, root: Path, *, sandbox: str = "auto") -> None:
+    def __init__(
+        self, root: Path, *, sandbox: str = "auto", on_write: Callable[[str], object] | None = None
+    ) -> None:
         self.root = root.resolve()
         self.sandbox = sandbox
+        self.on_write = on_write
+        """Called with each path the worker writes (the launcher seeds what it imports)."""
         self.last_activity = time.monotonic()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -94,11 +100,15 @@ class WorkDir:
 
     def write(self, relative: str, content: str) -> Path:
         path = self.resolve(relative)
+        if path == self.root or path.is_dir():
+            raise ConfinementError(f"path {relative!r} is a folder, not a file")
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.tmp")
         temporary.write_text(content, encoding="utf-8")
         os.replace(temporary, path)
         self.touch()
+        if self.on_write is not None:
+            self.on_write(path.relative_to(self.root).as_posix())
         return path
 
     def read(self, relative: str, limit: int = 100_000) -> str:
@@ -149,15 +159,23 @@ class WorkDir:
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
         )
+        chunks: list[bytes] = []
+        reader = asyncio.create_task(_drain(process.stdout, chunks))
+        timed_out = False
         try:
-            output, _ = await asyncio.wait_for(process.communicate(), timeout_s)
-            timed_out = False
-        except (TimeoutError, asyncio.CancelledError) as exc:
-            _kill_group(process.pid)
-            output, _ = await process.communicate()
-            if isinstance(exc, asyncio.CancelledError):
-                raise
+            await asyncio.wait_for(process.wait(), timeout_s)
+        except TimeoutError:
             timed_out = True
+            _kill_group(process.pid)
+            await process.wait()
+        except asyncio.CancelledError:
+            _kill_group(process.pid)
+            await process.wait()
+            raise
+        finally:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(reader, 5)
+        output = b"".join(chunks)
         self.touch()
         text = output.decode("utf-8", errors="replace")
         if timed_out:
@@ -190,6 +208,14 @@ def sandbox_binary() -> str | None:
     if probe.returncode != 0:
         return None
     return bwrap
+
+
+async def _drain(stream: asyncio.StreamReader | None, chunks: list[bytes]) -> None:
+    """Collect output as it arrives, so what a command printed survives a timeout kill."""
+    if stream is None:
+        return
+    while chunk := await stream.read(65536):
+        chunks.append(chunk)
 
 
 def _kill_group(pid: int) -> None:

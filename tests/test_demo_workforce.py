@@ -102,13 +102,14 @@ def _apply(tree: Path, files: dict[str, str]) -> None:
 
 def _run(command: str, tree: Path, env: dict[str, str]) -> CommandResult:
     done = subprocess.run(
-        ["bash", "-c", command], cwd=tree, env=env, capture_output=True, text=True, timeout=60, check=False
+        ["bash", "-c", command], cwd=tree, env=env, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=60, check=False,
     )
     return CommandResult(command=command, returncode=done.returncode, output=done.stdout + done.stderr)
 
 
 def _environment(bin_dir: Path, tree: Path) -> dict[str, str]:
-    """`python`/`python3` are this interpreter; the tree is importable.
+    """`python`/`python3` are this interpreter; the tree is importable (as `WorkDir` runs commands).
 
     The two names are small exec wrappers rather than symlinks: a symlink to a venv's python
     outside the venv's `bin/` finds no `pyvenv.cfg` and starts the base interpreter instead.
@@ -121,6 +122,8 @@ def _environment(bin_dir: Path, tree: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHON"))}
     env["PATH"] = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONPATH"] = str(tree)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.setdefault("LANG", "C.UTF-8")
     return env
 
 

@@ -68,6 +68,25 @@ def test_seed_copies_the_current_target(manager: IntegrationManager, target: Pat
     assert (wd.root / "late.py").read_text() == "LATE = 1\n"
 
 
+def test_seed_full_copies_the_whole_target(target: Path, tmp_path: Path) -> None:
+    (target / "other").mkdir()
+    (target / "other" / "unrelated.py").write_text("U = 1\n")
+    wd = WorkDir(tmp_path / "full")
+    IntegrationManager(target, seed="full").seed(wd, instruction(["pkg/existing.py"]))
+    assert wd.listing() == ["README.md", "other/unrelated.py", "pkg/__init__.py", "pkg/existing.py"]
+
+
+def test_seed_needed_copies_what_the_worker_touches_and_imports(target: Path, tmp_path: Path) -> None:
+    (target / "other").mkdir()
+    (target / "other" / "unrelated.py").write_text("U = 1\n")
+    (target / "pkg" / "helper.py").write_text("H = 1\n")
+    (target / "pkg" / "existing.py").write_text("from pkg.helper import H\nOLD = H\n")
+    wd = WorkDir(tmp_path / "needed")
+    IntegrationManager(target, seed="needed").seed(wd, instruction(["pkg/existing.py"]))
+    assert wd.listing() == ["README.md", "pkg/__init__.py", "pkg/existing.py", "pkg/helper.py"]
+    assert (wd.root / "pkg" / "existing.py").read_text() == (target / "pkg" / "existing.py").read_text()
+
+
 def test_only_allowed_changed_files_are_integrated(
     manager: IntegrationManager, workdir: WorkDir, target: Path
 ) -> None:
@@ -161,10 +180,10 @@ def test_integration_is_atomic_per_file(
     assert left == []
 
 
-def test_ignored_files_skip_python_caches_and_the_shim(manager: IntegrationManager, workdir: WorkDir) -> None:
+def test_ignored_files_skip_python_caches(manager: IntegrationManager, workdir: WorkDir) -> None:
     (workdir.root / "pkg" / "__pycache__").mkdir()
     (workdir.root / "pkg" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"\0")
-    assert (workdir.root / ".workforce-bin" / "python").exists()
+    (workdir.root / "stray.pyc").write_bytes(b"\0")
     _, ignored = manager.changed_files(instruction(["pkg/x.py"]), workdir)
     assert ignored == []
 

@@ -146,6 +146,14 @@ def test_failures_are_indexed_as_kind_failure(store: ChromaKnowledgeStore) -> No
     assert result["kind"] == "result" and result["failures"] == 3
 
 
+def test_failures_of_a_passed_worker_never_count_as_passed(store: ChromaKnowledgeStore) -> None:
+    store.record(make_record("WORKER_008", "passed", failure_reasons=["first attempt: ImportError"]))
+    store.flush()
+    failure = store.collection.get(where={"kind": "failure"})["metadatas"][0]
+    assert failure["status"] == "failed" and failure["worker_status"] == "passed"
+    assert [h.kind for h in store.similar("ImportError", k=5, status="passed")] == ["result"]
+
+
 def test_secrets_are_never_stored(store: ChromaKnowledgeStore, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "sk-test-" + "Q7x9Lm2Pz4" * 5
     plain = "hunter2-plain-password-value"

@@ -80,24 +80,25 @@ async def test_the_limiter_is_asked_for_the_estimate_and_charged_the_rest() -> N
     limiter = FakeLimiter()
     client = metered([result(100, 50), result(1, 0)], limiter=limiter)  # type: ignore[arg-type]
 
-    await client.create(messages("one two three four"))  # the replay client counts 4 tokens
-    await client.create(messages("one two three four five six"))
+    await client.create(messages("x" * 40))  # about four characters a token
+    await client.create(messages("y" * 400))
 
-    assert limiter.acquired == [4, 6]
-    assert limiter.recorded == [150 - 4, 0]  # never a negative charge
+    assert limiter.acquired == [10, 100]
+    assert limiter.recorded == [150 - 10, 0]  # the rest is charged after the reply, never a negative charge
 
 
-async def test_a_failing_token_count_falls_back_to_a_character_estimate() -> None:
-    class NoCount(ReplayChatCompletionClient):
+async def test_the_estimate_counts_tool_schemas_without_the_providers_tokenizer() -> None:
+    class NoTokenizer(ReplayChatCompletionClient):
         def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Any] = ()) -> int:
-            raise KeyError("unknown model")
+            raise AssertionError("the tokenizer may fetch encodings over the network; it must not be used")
 
     limiter = FakeLimiter()
-    client = MeteredClient(NoCount([result(1, 1)]), provider="p", model="m", limiter=limiter)  # type: ignore[arg-type]
+    client = MeteredClient(NoTokenizer([result(1, 1)]), provider="p", model="m", limiter=limiter)  # type: ignore[arg-type]
+    schema = {"name": "t", "description": "d", "parameters": {"type": "object", "properties": {}}}
 
-    await client.create(messages("x" * 400))
+    await client.create(messages("z" * 100), tools=[schema, schema])  # type: ignore[list-item]
 
-    assert limiter.acquired == [100]
+    assert limiter.acquired == [(100 + 2 * 200) // 4]
 
 
 async def test_activity_is_stamped_around_each_call() -> None:
@@ -128,10 +129,26 @@ async def test_streaming_yields_the_one_metered_result() -> None:
     assert client.usage.tokens == 10
 
 
-async def test_model_info_and_close_are_delegated() -> None:
-    inner = ReplayChatCompletionClient([result(1, 1)])
+class Closable(ReplayChatCompletionClient):
+    closed = 0
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+async def test_model_info_is_delegated_and_close_closes_an_owned_client() -> None:
+    inner = Closable([result(1, 1)])
     client = MeteredClient(inner, provider="p", model="m")
 
     assert client.model_info == inner.model_info
     assert client.count_tokens(messages("a b c")) == 3
     await client.close()
+    assert inner.closed == 1
+
+
+async def test_close_leaves_a_shared_client_open() -> None:
+    inner = Closable([result(1, 1)])
+
+    await MeteredClient(inner, provider="p", model="m", owns_inner=False).close()
+
+    assert inner.closed == 0

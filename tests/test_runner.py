@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import io
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -368,6 +369,50 @@ async def test_budget_stops_the_run(project: Project, calls: list[ModelCall]) ->
     assert result["pending"] == 1 and project.status("WORKER_002") == "pending"
 
 
+class SlowKnowledge:
+    """A KnowledgeStore whose first write is slow (as a real embedding store's can be)."""
+
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+
+    def index_instructions(self, instructions: Any) -> int:
+        return 0
+
+    def similar(self, text: str, k: int = 5, status: str | None = None) -> list[Any]:
+        return []
+
+    def record(self, record: Any) -> None:
+        if not self.records:
+            time.sleep(0.5)
+        self.records.append(record)
+
+    def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a worker that acquires the concurrency slot after the budget is spent, but before the "
+    "finishing worker's _check_abort ran (it awaits _learn first), is claimed and recorded `failed` with "
+    "no attempt ('budget ... spent before attempt 1'); it should stay pending so --resume runs it",
+)
+async def test_a_worker_never_attempted_for_lack_of_budget_stays_pending(project: Project) -> None:
+    project.worker(1, "a.txt", ['echo "PASS"'], [[write_file("a.txt", "a\n"), summary("a")]])
+    project.worker(2, "b.txt", ['echo "PASS"'], [[write_file("b.txt", "b\n"), summary("b")]])
+    cfg = project.config()
+    cfg.prices = {"replay": Price(completion_per_1k=1000.0)}
+    launcher = project.launcher(cfg, budget_usd=0.5, max_concurrency=1)
+    launcher.knowledge = SlowKnowledge()
+
+    result = await launcher.run()
+
+    assert result["status"] == "aborted" and result["passed"] == 1
+    assert project.status("WORKER_002") == "pending", project.store.worker(RUN, "WORKER_002")
+
+
 # -- time limits ---------------------------------------------------------------------------------------
 async def test_performance_requirement_time_limit(project: Project) -> None:
     project.worker(1, "pkg/slow.py", ['echo "PASS"'], [[write_file("pkg/slow.py", "X = 1\n"), summary("s")]],
@@ -410,21 +455,17 @@ async def test_timeout_rate_aborts(project: Project) -> None:
 async def test_resume_reruns_nothing_that_passed(project: Project, calls: list[ModelCall]) -> None:
     project.worker(1, "shared.txt", [log_is("W1 ", "shared.txt")], [appender("W1", "shared.txt")])
     project.worker(2, "shared.txt", [log_is("W1 W2 ", "shared.txt")], [appender("W2", "shared.txt")])
-    project.worker(3, "other.txt", ['echo "PASS"'], [[write_file("other.txt", "o\n"), summary("o")]])
     cfg = project.config()
     cfg.prices = {"replay": Price(completion_per_1k=1000.0)}
-    first = await project.run(cfg, budget_usd=0.5)
-    assert first["status"] == "aborted" and first["passed"] >= 1, first
-    passed_first = {w for w, s in project.store.workers(RUN).items() if s.status == "passed"}
-    assert "WORKER_002" not in passed_first
+    first = await project.run(cfg, budget_usd=0.5)  # stops after WORKER_001: the budget is spent
+    assert (first["status"], first["passed"], first["pending"]) == ("aborted", 1, 1), first
+    assert project.status("WORKER_001") == "passed" and project.status("WORKER_002") == "pending"
     calls.clear()
 
     second = await project.run(project.config(), resume=True)
 
-    assert (second["status"], second["passed"], second["pending"]) == ("finished", 3, 0), second
-    rerun = {c.worker_id for c in calls}
-    assert rerun.isdisjoint(passed_first)
-    assert "WORKER_002" in rerun
+    assert (second["status"], second["passed"], second["pending"]) == ("finished", 2, 0), second
+    assert [(c.worker_id, c.attempt) for c in calls] == [("WORKER_002", 1)]
     # the resumed lane successor still gets its (earlier-session) predecessor's summary
     w2 = next(c for c in calls if c.worker_id == "WORKER_002")
     assert "SUMMARY: W1 appended its line." in w2.system()
@@ -432,7 +473,7 @@ async def test_resume_reruns_nothing_that_passed(project: Project, calls: list[M
 
     calls.clear()
     third = await project.run(project.config(), resume=True)
-    assert calls == [] and third["passed"] == 3
+    assert calls == [] and third["passed"] == 2
 
 
 async def test_a_crash_mid_merge_is_rolled_forward_without_a_model_call(

@@ -121,6 +121,17 @@ async def test_a_symlinked_file_that_leads_out_is_refused(workdir: WorkDir, outs
     assert (outside / "secret.txt").read_text(encoding="utf-8") == "top secret\n"
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG orchestration/workdir.py WorkDir.write: resolve('.') is the work dir itself, so write() puts its "
+    "temp file `.<dirname>.tmp` next to the work dir (outside it) before os.replace fails"))
+@pytest.mark.parametrize("path", [".", "pkg/.."])
+async def test_writing_to_the_work_dir_itself_leaves_nothing_outside(workdir: WorkDir, path: str) -> None:
+    reply = await call(workdir, "write_file", path=path, content="leak")
+
+    assert reply.startswith("error: ")
+    assert names(workdir.root.parent) == ["work"]
+
+
 async def test_writing_over_a_folder_is_an_error_text_not_an_exception(workdir: WorkDir) -> None:
     (workdir.root / "pkg").mkdir()
 

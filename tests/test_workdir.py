@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -12,7 +13,7 @@ import psutil
 import pytest
 
 from orchestration.errors import ConfinementError
-from orchestration.workdir import WorkDir, sandbox_binary
+from orchestration.workdir import WorkDir, python_shim_dir, sandbox_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOXES = ["none", pytest.param("auto", marks=pytest.mark.skipif(
@@ -47,6 +48,21 @@ def test_reset_clears_stale_files_and_seeds_from_a_tree(tmp_path: Path) -> None:
     for ignored in (".git", "__pycache__", ".venv", "pkg/__pycache__"):
         assert not (wd.root / ignored).exists(), ignored
     assert wd.listing() == ["README.md", "pkg/mod.py"]
+
+
+def test_reset_with_files_seeds_only_those(tmp_path: Path) -> None:
+    seed = tmp_path / "seed"
+    (seed / "pkg").mkdir(parents=True)
+    for name in ("pkg/a.py", "pkg/b.py", "top.toml"):
+        (seed / name).write_text(name)
+    wd = WorkDir(tmp_path / "work")
+    wd.reset()
+    (wd.root / "stale.py").write_text("stale")
+    wd.reset(seed_from=seed, files=["pkg/b.py", "top.toml"])
+    assert wd.listing() == ["pkg/b.py", "top.toml"]
+    assert (wd.root / "pkg" / "b.py").read_text() == "pkg/b.py"
+    wd.reset(seed_from=seed, files=[])
+    assert wd.listing() == []
 
 
 def test_reset_without_seed_gives_an_empty_dir(tmp_path: Path) -> None:
@@ -169,7 +185,13 @@ def test_environment_has_our_interpreter_first_and_no_secrets(
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_abcdefghijklmnopqrstuvwxyz")
     env = workdir.environment()
     assert "GITHUB_TOKEN" not in env
-    assert env["PATH"].split(":")[0] == str(workdir.root / ".workforce-bin")
+    shim = Path(env["PATH"].split(":")[0])
+    assert shim == python_shim_dir()
+    for name in ("python", "python3"):
+        assert sys.executable in (shim / name).read_text()
+    # the shim lives outside the work dir, so it is never listed or integrated
+    assert not shim.is_relative_to(workdir.root)
+    assert workdir.listing() == []
     assert env["PYTHONPATH"] == str(workdir.root)
 
 
@@ -196,20 +218,27 @@ def _remaining(pids: list[int]) -> list[int]:
 async def test_timeout_kills_the_whole_process_group(tmp_path: Path, sandbox: str) -> None:
     wd = WorkDir(tmp_path / "work", sandbox=sandbox)
     wd.reset()
+    # the children do not hold the output pipe, so run() returns as soon as bash itself is gone
+    quiet = ">/dev/null 2>&1"
     command = (
-        "sleep 30 & echo $! >> pids; (sleep 30 & echo $! >> pids; wait) & echo $! >> pids; "
-        "echo started; wait"
+        f"sleep 10 {quiet} & echo $! >> pids; (sleep 10 {quiet} & echo $! >> pids; wait) {quiet} & "
+        "echo $! >> pids; echo started; wait"
     )
     result = await wd.run(command, 1.0)
-    assert result.timed_out
-    assert "timed out after 1s" in result.output
     pids = [int(p) for p in (wd.root / "pids").read_text().split()]
-    assert len(pids) == 3
-    for _ in range(100):  # up to 5 s for the killed children to be reaped
-        if not _remaining(pids):
-            break
-        await asyncio.sleep(0.05)
-    assert _remaining(pids) == []
+    try:
+        assert result.timed_out
+        assert "timed out after 1s" in result.output
+        assert result.exit_code == -signal.SIGKILL  # killed, not finished on its own
+        assert len(pids) == 3
+        for _ in range(100):  # up to 5 s for the killed children to be reaped
+            if not _remaining(pids):
+                break
+            await asyncio.sleep(0.05)
+        assert _remaining(pids) == []
+    finally:
+        for pid in _remaining(pids):
+            psutil.Process(pid).kill()
 
 
 async def test_bwrap_requested_but_unusable_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
