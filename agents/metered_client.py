@@ -50,8 +50,8 @@ class MeteredClient(ChatCompletionClient):
         self.limiter = limiter
         self.price = price or Price()
         self.usage = Usage()
-        self._last_activity = time.monotonic()
-        self._in_flight = 0
+        self.last_activity = time.monotonic()
+        """When the last call started or ended: a call that itself outlasts the stall limit is a stall."""
         self._last_usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
         self._on_call = on_call
 
@@ -68,22 +68,16 @@ class MeteredClient(ChatCompletionClient):
         expected = self._estimate(messages, tools)
         if self.limiter is not None:
             await self.limiter.acquire(expected)
-        self._in_flight += 1
+        self.last_activity = time.monotonic()
         try:
             result = await self.inner.create(
                 messages, tools=list(tools), tool_choice=tool_choice, json_output=json_output,
                 extra_create_args=extra_create_args, cancellation_token=cancellation_token,
             )
         finally:
-            self._in_flight -= 1
-            self._last_activity = time.monotonic()
+            self.last_activity = time.monotonic()
         self._account(result.usage, expected)
         return result
-
-    @property
-    def last_activity(self) -> float:
-        """Now while a call is in flight (a slow or retried call is not a stall), else the last call's end."""
-        return time.monotonic() if self._in_flight else self._last_activity
 
     @staticmethod
     def _estimate(messages: Sequence[LLMMessage], tools: Sequence[Tool | ToolSchema]) -> int:

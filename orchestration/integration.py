@@ -16,7 +16,7 @@ from pathlib import Path
 
 from orchestration.instruction import WorkerInstruction
 from orchestration.seeding import missing_imports, needed_files
-from orchestration.workdir import SEED_IGNORE, WorkDir
+from orchestration.workdir import WorkDir, is_ignored
 
 
 @dataclass
@@ -80,13 +80,10 @@ class IntegrationManager:
         return changed, ignored
 
     def _modified(self, workdir: WorkDir) -> list[str]:
-        ignore = SEED_IGNORE(str(workdir.root), [])
         found = []
         for path in workdir.root.rglob("*"):
             rel = path.relative_to(workdir.root).as_posix()
-            if not path.is_file() or any(part in ignore for part in rel.split("/")):
-                continue
-            if "__pycache__" in rel or rel.endswith(".pyc"):
+            if not path.is_file() or is_ignored(rel):
                 continue
             if _digest(path) != _digest(self.target / rel):
                 found.append(rel)

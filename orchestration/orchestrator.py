@@ -25,7 +25,7 @@ from orchestration.progress import ProgressView
 from orchestration.protocols import KnowledgeStore, RetrospectiveStore, StateStore
 from orchestration.records import FINAL_STATUSES, KnowledgeRecord, Retrospective, WorkerState
 from orchestration.results import WorkerResult
-from orchestration.runner import WorkerRunner
+from orchestration.runner import NotStarted, WorkerRunner
 from orchestration.wave_team import LaneDone, RunLane, WaveTeam
 
 log = logging.getLogger("workforce")
@@ -101,17 +101,23 @@ class MassiveOrchestrator:
             if self.control.abort_reason:
                 break
             result = await self._run_worker(wid, message.wave, predecessor)
+            if result is None:
+                break
             done.statuses[wid] = result.status
             predecessor = self.summaries.get(wid, "") if result.status == "passed" else ""
         return done
 
     # -- one worker ---------------------------------------------------------------------------
-    async def _run_worker(self, wid: str, wave: int, predecessor: str) -> WorkerResult:
+    async def _run_worker(self, wid: str, wave: int, predecessor: str) -> WorkerResult | None:
+        """Run (or account for) one worker; None if it was never started (it stays pending)."""
         instruction = self.plan.instructions[wid]
         known = await asyncio.to_thread(self._final_result, wid, wave)
         if known is not None:
             return known
         async with self._semaphore:
+            if self.control.abort_reason or self.control.budget_spent:
+                self._check_abort()
+                return None
             if not await self._claim(wid):
                 return await asyncio.to_thread(self._final_result, wid, wave) or self._lost(wid, wave)
             stored = await asyncio.to_thread(self.state.worker, self.run_id, wid)
@@ -124,7 +130,11 @@ class MassiveOrchestrator:
                 result = await self.runner.skip(instruction, wave, problem)
             else:
                 context = await self._context(instruction, predecessor)
-                result = await self.runner.run(instruction, wave, context)
+                try:
+                    result = await self.runner.run(instruction, wave, context)
+                except NotStarted as exc:
+                    self._abort(f"{exc} (${self.control.spent_usd:.4f})")
+                    return None
         await self._learn(instruction, result)
         return self._finished(result)
 
@@ -214,14 +224,11 @@ class MassiveOrchestrator:
         context = WorkerContext(predecessor_summary=predecessor, seed_paths=self._dependency_paths(instruction))
         query = task_text(instruction)
         if self.knowledge is not None:
-            hits = await asyncio.to_thread(
-                self.knowledge.similar, query, self.config.knowledge.k + 1, "passed"
+            context.similar_work = await asyncio.to_thread(
+                self.knowledge.prompt_context, query, None, None, instruction.worker_id
             )
-            blocks = [h.text for h in hits if h.worker_id != instruction.worker_id][: self.config.knowledge.k]
-            context.similar_work = "\n---\n".join(blocks)[: self.config.knowledge.max_chars]
         if self.retrospectives is not None:
-            found = await asyncio.to_thread(self.retrospectives.search, query, self.config.retrospectives.k)
-            context.lessons = [str(f.get("memory") or f.get("text") or "")[:400] for f in found if f]
+            context.lessons = await asyncio.to_thread(self.retrospectives.lessons_for, query)
         return context
 
     async def _learn(self, instruction: WorkerInstruction, result: WorkerResult) -> None:

@@ -67,6 +67,11 @@ class KnowledgeStore(Protocol):
 
     def similar(self, text: str, k: int = 5, status: str | None = None) -> list[SimilarHit]: ...
 
+    def prompt_context(
+        self, text: str, k: int | None = None, max_chars: int | None = None, exclude_worker: str | None = None
+    ) -> str:
+        """The most similar passed results (summaries and code) as a bounded prompt block."""
+
     def flush(self) -> None:
         """Wait until every queued write is stored."""
 
@@ -78,6 +83,9 @@ class RetrospectiveStore(Protocol):
         """Store it; if the backend is away, keep it locally to replay later (never lost)."""
 
     def search(self, text: str, k: int = 5) -> list[dict[str, Any]]: ...
+
+    def lessons_for(self, text: str, k: int | None = None) -> list[str]:
+        """Short lessons from the retrospectives nearest to `text`, for a worker's prompt."""
 
     def replay_pending(self) -> int:
         """Push locally kept retrospectives into the backend; returns how many were stored."""

@@ -43,6 +43,10 @@ class AttemptTimeout(Exception):
     """The attempt ran past its time limit or stalled."""
 
 
+class NotStarted(Exception):
+    """The budget was spent before the worker's first attempt: it stays pending for --resume."""
+
+
 @dataclass
 class RunControl:
     """Shared by every worker of a run: spending and the reason to stop, if any."""
@@ -82,8 +86,13 @@ class WorkerRunner:
         result = WorkerResult(worker_id=wid, title=instruction.title, run_id=self.run_id, wave=wave, status="failed")
         await asyncio.to_thread(self.results.clear_worker, wid)
         heartbeat = asyncio.create_task(self._heartbeat(wid))
+        started_work = True
         try:
             await self._attempts(instruction, context, result)
+        except NotStarted:
+            started_work = False
+            await asyncio.to_thread(self.state.reset_worker, self.run_id, wid)
+            raise
         except Exception as exc:  # noqa: BLE001 - any launcher-side fault ends this worker, not the run
             result.status, result.reason = "failed", redact(f"launcher error: {exc}")
             log.exception("worker %s failed inside the launcher", wid)
@@ -91,9 +100,10 @@ class WorkerRunner:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-            result.duration_s = round(time.monotonic() - started, 3)
-            result.timestamp = datetime.now(UTC).isoformat()
-            await asyncio.to_thread(self._record, result)
+            if started_work:
+                result.duration_s = round(time.monotonic() - started, 3)
+                result.timestamp = datetime.now(UTC).isoformat()
+                await asyncio.to_thread(self._record, result)
         return result
 
     async def skip(self, instruction: WorkerInstruction, wave: int, reason: str) -> WorkerResult:
@@ -140,6 +150,8 @@ class WorkerRunner:
         workdir.on_write = lambda path: self.integrator.top_up(workdir, [path])
         for index, provider in enumerate(sequence):
             if self.control.budget_spent:
+                if index == 0:
+                    raise NotStarted(f"budget of ${self.control.budget_usd:.2f} spent")
                 result.reason = f"budget of ${self.control.budget_usd:.2f} spent before attempt {index + 1}"
                 return
             await self.gate.wait_until_can_spawn()

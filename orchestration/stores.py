@@ -36,18 +36,16 @@ def open_stores(
         stores = Stores(state=stack.enter_context(_state(config, base_dir)))
         if knowledge and config.knowledge.enabled:
             stores.knowledge = stack.enter_context(_knowledge(config, base_dir))
-        if retrospectives and config.retrospectives.enabled and config.retrospectives.backend != "off":
+        if retrospectives:
             stores.retrospectives = stack.enter_context(_retrospectives(config, base_dir))
         yield stores
 
 
 @contextlib.contextmanager
 def _state(config: WorkforceConfig, base_dir: Path) -> Iterator[StateStore]:
-    from orchestration.redis_server import connect
-    from orchestration.state import RedisStateStore
+    from orchestration.journal import open_state_store
 
-    client, server = connect(config.state, base_dir)
-    store = RedisStateStore.from_config(client, config.state)
+    store, server = open_state_store(config.state, base_dir)
     try:
         yield store
     finally:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import ctypes
+import fnmatch
 import functools
 import os
 import shutil
@@ -27,11 +29,20 @@ from pathlib import Path
 from orchestration.errors import ConfinementError
 from orchestration.redaction import scrub_env
 
-SEED_IGNORE = shutil.ignore_patterns(
+IGNORED_NAMES = (
     ".git", "__pycache__", "*.pyc", ".venv", "venv", "node_modules", ".pytest_cache", ".mypy_cache",
     ".ruff_cache", ".workforce", "validation_build",
 )
+"""Names never seeded into a work dir nor reported as a worker's changes (caches, VCS, venvs)."""
+SEED_IGNORE = shutil.ignore_patterns(*IGNORED_NAMES)
+
+
+def is_ignored(relative: str) -> bool:
+    return any(fnmatch.fnmatch(part, pattern) for part in relative.split("/") for pattern in IGNORED_NAMES)
 OUTPUT_TAIL = 2000
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 @functools.cache
@@ -158,6 +169,7 @@ class WorkDir:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         chunks: list[bytes] = []
         reader = asyncio.create_task(_drain(process.stdout, chunks))
@@ -191,7 +203,7 @@ class WorkDir:
         root, shim = str(self.root), str(python_shim_dir())
         return [
             bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-            "--ro-bind", shim, shim, "--bind", root, root, "--die-with-parent", "--chdir", root,
+            "--ro-bind", shim, shim, "--bind", root, root, "--unshare-pid", "--die-with-parent", "--chdir", root,
             "bash", "-c", command,
         ]
 
@@ -216,6 +228,12 @@ async def _drain(stream: asyncio.StreamReader | None, chunks: list[bytes]) -> No
         return
     while chunk := await stream.read(65536):
         chunks.append(chunk)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the launcher dies (even by SIGKILL)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _kill_group(pid: int) -> None:

@@ -460,9 +460,7 @@ def dependent_route(wid: str, number: int, body: dict[str, Any]) -> Reply:
     "seed",
     [
         "full",
-        pytest.param("needed", marks=pytest.mark.xfail(strict=True, reason=(
-            "BUG orchestration/seeding.py needed_files: a dependency's deliverables are not seeded when "
-            "only the worker's own new code imports them, so its tests hit ModuleNotFoundError"))),
+        "needed",
     ],
 )
 def test_a_dependent_worker_can_import_its_dependencys_deliverable(tmp_path: Path, seed: str) -> None:
@@ -485,9 +483,6 @@ def test_a_dependent_worker_can_import_its_dependencys_deliverable(tmp_path: Pat
     assert summary["passed"] == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG orchestration/seeding.py _named_paths: a TEST_PROCESS naming an absolute folder (here /usr/bin) makes "
-    "_walk raise ValueError (relative_to), so the worker fails with a launcher error before its first attempt"))
 def test_a_test_process_naming_an_absolute_folder_still_runs(tmp_path: Path) -> None:
     def route(wid: str, number: int, body: dict[str, Any]) -> Reply:
         return text("SUMMARY: done.") if tool_results(body) else write("calc/ops.py", OPS_CODE)

@@ -121,9 +121,6 @@ async def test_a_symlinked_file_that_leads_out_is_refused(workdir: WorkDir, outs
     assert (outside / "secret.txt").read_text(encoding="utf-8") == "top secret\n"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG orchestration/workdir.py WorkDir.write: resolve('.') is the work dir itself, so write() puts its "
-    "temp file `.<dirname>.tmp` next to the work dir (outside it) before os.replace fails"))
 @pytest.mark.parametrize("path", [".", "pkg/.."])
 async def test_writing_to_the_work_dir_itself_leaves_nothing_outside(workdir: WorkDir, path: str) -> None:
     reply = await call(workdir, "write_file", path=path, content="leak")
@@ -180,9 +177,6 @@ def gone(pid: int, within_s: float = 5.0) -> bool:
     return False
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG orchestration/workdir.py WorkDir.run: on timeout the output read before the kill is lost "
-    "(the cancelled communicate() drops it), so a hung test's feedback has no output"))
 async def test_a_timed_out_command_keeps_the_output_it_printed_before(workdir: WorkDir) -> None:
     reply = await call(workdir, "run_command", timeout_s=0.5, command="echo started-before-hang; sleep 30")
 

@@ -121,6 +121,23 @@ def test_write_is_atomic_and_leaves_no_temp_file(workdir: WorkDir) -> None:
     assert workdir.read("pkg/mod.py") == "new\n"
 
 
+def test_write_refuses_a_folder(workdir: WorkDir) -> None:
+    (workdir.root / "pkg").mkdir()
+    for path in ("pkg", "."):
+        with pytest.raises(ConfinementError):
+            workdir.write(path, "x")
+    assert (workdir.root / "pkg").is_dir()
+
+
+def test_write_reports_each_written_path(tmp_path: Path) -> None:
+    written: list[str] = []
+    wd = WorkDir(tmp_path / "work", on_write=written.append)
+    wd.reset()
+    wd.write("pkg/mod.py", "X = 1\n")
+    wd.write("./notes.md", "n")
+    assert written == ["pkg/mod.py", "notes.md"]
+
+
 def test_write_updates_last_activity(workdir: WorkDir) -> None:
     workdir.last_activity = 0.0
     workdir.write("a.txt", "x")
@@ -222,13 +239,14 @@ async def test_timeout_kills_the_whole_process_group(tmp_path: Path, sandbox: st
     quiet = ">/dev/null 2>&1"
     command = (
         f"sleep 10 {quiet} & echo $! >> pids; (sleep 10 {quiet} & echo $! >> pids; wait) {quiet} & "
-        "echo $! >> pids; echo started; wait"
+        "echo $! >> pids; echo started-before-the-kill; wait"
     )
     result = await wd.run(command, 1.0)
     pids = [int(p) for p in (wd.root / "pids").read_text().split()]
     try:
         assert result.timed_out
         assert "timed out after 1s" in result.output
+        assert "started-before-the-kill" in result.output  # what it printed survives the kill
         assert result.exit_code == -signal.SIGKILL  # killed, not finished on its own
         assert len(pids) == 3
         for _ in range(100):  # up to 5 s for the killed children to be reaped

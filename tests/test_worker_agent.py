@@ -119,7 +119,7 @@ def all_text(model: ReplayChatCompletionClient) -> str:
 def test_the_system_message_names_the_worker_its_files_tests_and_rules(calc: WorkerInstruction) -> None:
     text = system_message(calc, WorkerContext())
 
-    assert text.startswith(f"You are WORKER_002, an autonomous coding worker: {calc.title}.")
+    assert text.startswith("You are WORKER_002, an autonomous coding worker. Your task: calc add.")
     assert "calc add" in calc.title
     assert "- calc/ops.py" in text
     assert "- calc/__init__.py" in text
