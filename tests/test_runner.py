@@ -383,6 +383,10 @@ class SlowKnowledge:
     def similar(self, text: str, k: int = 5, status: str | None = None) -> list[Any]:
         return []
 
+    def prompt_context(self, text: str, k: int | None = None, max_chars: int | None = None,
+                       exclude_worker: str | None = None) -> str:
+        return ""
+
     def record(self, record: Any) -> None:
         if not self.records:
             time.sleep(0.5)
