@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 
 class RateLimiter:
     """Waits until a request (and its expected tokens) fits both per-minute budgets."""
 
-    def __init__(self, requests_per_minute: int, tokens_per_minute: int, clock=time.monotonic) -> None:  # noqa: ANN001
+    def __init__(
+        self, requests_per_minute: int, tokens_per_minute: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rpm = max(1, requests_per_minute)
         self.tpm = max(1, tokens_per_minute)
         self._clock = clock

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar
 
-from autogen_core.tools import FunctionTool, ToolSchema
+from autogen_core.tools import BaseTool, FunctionTool, ToolSchema
+from pydantic import BaseModel
 
 from orchestration.errors import ConfinementError
 from orchestration.workdir import WorkDir
@@ -13,10 +16,23 @@ TOOL_NAMES = ("write_file", "read_file", "list_files", "run_command")
 
 
 class WorkdirTool(FunctionTool):
-    """A FunctionTool whose JSON schema is built once per tool name: every worker's tool of a
-    name has the same signature, and rebuilding the schema on each model call is costly."""
+    """A FunctionTool whose argument model and JSON schema are built once per tool name: every
+    worker's tool of a name has the same signature, and pydantic model and schema generation
+    per worker (and per model call, for the schema) is the costly part of a tool."""
 
     _schemas: ClassVar[dict[str, ToolSchema]] = {}
+    _models: ClassVar[dict[str, tuple[inspect.Signature, type[BaseModel]]]] = {}
+
+    def __init__(self, func: Callable[..., Any], description: str, name: str) -> None:
+        cached = self._models.get(name)
+        if cached is None:
+            super().__init__(func, description, name)
+            self._models[name] = (self._signature, self.args_type())
+            return
+        self._func, self._global_imports = func, []
+        self._signature, args_model = cached
+        self._has_cancellation_support = "cancellation_token" in self._signature.parameters
+        BaseTool.__init__(self, args_model, self._signature.return_annotation, name, description, False)
 
     @property
     def schema(self) -> ToolSchema:

@@ -97,10 +97,28 @@ class IntegrationManager:
         if paths is not None:
             changed = {p: changed[p] for p in paths if p in changed}
         with self._lock:
-            for path in changed:
+            self._merge(workdir, sorted(changed))
+        return Integration(integrated=sorted(changed), ignored=ignored)
+
+    def _merge(self, workdir: WorkDir, paths: list[str]) -> None:
+        """Copy each file in atomically; if any fails, put back what was replaced (all or nothing)."""
+        previous: dict[str, bytes | None] = {}
+        try:
+            for path in paths:
                 destination = self.target / path
+                previous[path] = destination.read_bytes() if destination.is_file() else None
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 temporary = destination.with_name(f".{destination.name}.workforce-tmp")
-                shutil.copy2(workdir.root / path, temporary)
-                os.replace(temporary, destination)
-        return Integration(integrated=sorted(changed), ignored=ignored)
+                try:
+                    shutil.copy2(workdir.root / path, temporary)
+                    os.replace(temporary, destination)
+                finally:
+                    temporary.unlink(missing_ok=True)
+        except OSError:
+            for path, content in previous.items():
+                destination = self.target / path
+                if content is None:
+                    destination.unlink(missing_ok=True)
+                else:
+                    destination.write_bytes(content)
+            raise

@@ -13,6 +13,7 @@ import os
 import secrets
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,10 +115,15 @@ class Launcher:
         self, run_id: str, target: Path, loaded: LoadResult, the_plan: WavePlan,
         factory: ModelClientFactory, control: RunControl,
     ) -> dict[str, Any]:
+        workers_at_once = self.config.execution.max_concurrency
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=max(8, 2 * workers_at_once), thread_name_prefix="workforce-io")
+        )
         await self._prepare_knowledge(the_plan)
         monitor = self._monitor(target)
         monitor.start()
         results = ResultsWriter(self.path(self.config.results_dir))
+        await asyncio.to_thread(results.start_run, run_id)
         runner = WorkerRunner(
             run_id=run_id, owner=owner_id(), execution=self.config.execution, factory=factory,
             validator=ValidationEngine(self.config.execution.command_timeout_s),

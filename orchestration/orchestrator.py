@@ -25,7 +25,7 @@ from orchestration.progress import ProgressView
 from orchestration.protocols import KnowledgeStore, RetrospectiveStore, StateStore
 from orchestration.records import FINAL_STATUSES, KnowledgeRecord, Retrospective, WorkerState
 from orchestration.results import WorkerResult
-from orchestration.runner import NotStarted, WorkerRunner
+from orchestration.runner import NotStarted, RunControl, WorkerRunner
 from orchestration.wave_team import LaneDone, RunLane, WaveTeam
 
 log = logging.getLogger("workforce")
@@ -69,7 +69,7 @@ class MassiveOrchestrator:
         return self.runner.run_id
 
     @property
-    def control(self):  # noqa: ANN201 - RunControl, shared with the runner
+    def control(self) -> RunControl:
         return self.runner.control
 
     # -- waves -------------------------------------------------------------------------------
@@ -271,7 +271,7 @@ class MassiveOrchestrator:
         execution = self.config.execution
         if len(finished) < execution.abort_min_finished:
             return
-        outcomes = Counter(r.attempts[-1].outcome for r in finished if r.status != "passed" and r.attempts)
+        outcomes: Counter[str] = Counter(r.attempts[-1].outcome for r in finished if r.status != "passed" and r.attempts)
         for outcome, limit, label in (
             ("guide_detected", execution.abort_guide_rate, "guides"),
             ("tests_failed", execution.abort_test_failure_rate, "test failures"),
@@ -292,7 +292,7 @@ class MassiveOrchestrator:
         return sum(1 for w in self.plan.workers if w in states and states[w].status in FINAL_STATUSES)
 
     def monitor_progress(self) -> dict[str, int]:
-        counts = Counter(s.status for s in self.state.workers(self.run_id).values())
+        counts: Counter[str] = Counter(s.status for s in self.state.workers(self.run_id).values())
         return dict(counts)
 
     def summary(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -28,7 +29,7 @@ class ProgressView:
         self.failed = 0
         self.running_now: set[str] = set()
         self._progress: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
         self._started = time.monotonic()
 
     def start(self, total: int, already_done: int = 0) -> None:

@@ -94,6 +94,7 @@ class RetrospectiveStore(Protocol):
 
 
 class ResourceGate(Protocol):
+    @property
     def can_spawn(self) -> bool: ...
 
     async def wait_until_can_spawn(self) -> None: ...

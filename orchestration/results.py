@@ -67,12 +67,35 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
+def _run_of(path: Path) -> str | None:
+    try:
+        run_id = json.loads(path.read_text(encoding="utf-8")).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return run_id if isinstance(run_id, str) and run_id and "/" not in run_id and ".." not in run_id else None
+
+
 class ResultsWriter:
     """Owns the results folder of one run."""
 
     def __init__(self, results_dir: Path) -> None:
         self.results_dir = results_dir
         self.workers_dir = results_dir / "workers"
+
+    def start_run(self, run_id: str) -> list[str]:
+        """Move results left by other runs to `runs/<their run_id>/`, so a run's folder holds only
+        its own results and nothing earlier is lost. Returns the run ids archived."""
+        moved: set[str] = set()
+        files = [*self.workers_dir.glob("*.json"), self.results_dir / "execution_summary.json"]
+        for path in files:
+            other = _run_of(path)
+            if other is None or other == run_id:
+                continue
+            folder = self.results_dir / "runs" / other / ("workers" if path.parent == self.workers_dir else "")
+            folder.mkdir(parents=True, exist_ok=True)
+            os.replace(path, folder / path.name)
+            moved.add(other)
+        return sorted(moved)
 
     def worker_path(self, worker_id: str) -> Path:
         return self.workers_dir / f"{worker_id}.json"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import ctypes
 import fnmatch
 import functools
 import os
@@ -40,9 +39,6 @@ SEED_IGNORE = shutil.ignore_patterns(*IGNORED_NAMES)
 def is_ignored(relative: str) -> bool:
     return any(fnmatch.fnmatch(part, pattern) for part in relative.split("/") for pattern in IGNORED_NAMES)
 OUTPUT_TAIL = 2000
-
-
-_PR_SET_PDEATHSIG = 1
 
 
 @functools.cache
@@ -169,7 +165,6 @@ class WorkDir:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
         chunks: list[bytes] = []
         reader = asyncio.create_task(_drain(process.stdout, chunks))
@@ -199,7 +194,9 @@ class WorkDir:
         if bwrap is None:
             if self.sandbox == "bwrap":
                 raise ConfinementError("sandbox 'bwrap' requested but bubblewrap is not usable here")
-            return ["bash", "-c", command]
+            setpriv = shutil.which("setpriv")
+            # Die with the launcher even if it is SIGKILLed (a preexec_fn would cost a full fork).
+            return [setpriv, "--pdeathsig", "KILL", "--", "bash", "-c", command] if setpriv else ["bash", "-c", command]
         root, shim = str(self.root), str(python_shim_dir())
         return [
             bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
@@ -228,12 +225,6 @@ async def _drain(stream: asyncio.StreamReader | None, chunks: list[bytes]) -> No
         return
     while chunk := await stream.read(65536):
         chunks.append(chunk)
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGKILL when the launcher dies (even by SIGKILL)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _kill_group(pid: int) -> None:

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -434,26 +435,39 @@ async def test_worker_timeout_from_config(project: Project) -> None:
 
 
 async def test_stalled_attempt_is_a_timeout_and_its_command_is_killed(project: Project) -> None:
-    hang = run_command("sleep 20 >/dev/null 2>&1 & echo $! > sleep.pid; wait")
+    marker = f"300.{secrets.randbelow(10**6):06d}"
+    hang = run_command(f"sleep {marker} >/dev/null 2>&1 & wait")
     project.worker(1, "pkg/slow.py", ['echo "PASS"'], [[write_file("pkg/slow.py", "X = 1\n"), hang, summary("s")]])
-    result = await project.run(project.config(stall_timeout_s=0.2))
-    assert result["failed"] == 1
-    attempt = project.result("WORKER_001")["attempts"][0]
-    assert attempt["outcome"] == "timeout"
-    assert "stalled" in attempt["error"]
-    pid = int((project.root / "build" / RUN / "WORKER_001" / "sleep.pid").read_text())
-    for _ in range(100):
-        if not _alive(pid):
-            break
-        await asyncio.sleep(0.05)
-    assert not _alive(pid), "the stalled attempt's command outlived it"
-
-
-def _alive(pid: int) -> bool:
+    running = asyncio.create_task(project.run(project.config(stall_timeout_s=0.2)))
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+        for _ in range(300):
+            if sleepers(marker) or running.done():
+                break
+            await asyncio.sleep(0.01)
+        assert sleepers(marker), "the worker's command never started"
+        result = await asyncio.wait_for(running, 60)  # a hang guard: the command must not be waited out
+        assert result["failed"] == 1
+        attempt = project.result("WORKER_001")["attempts"][0]
+        assert attempt["outcome"] == "timeout"
+        assert "stalled" in attempt["error"]
+        for _ in range(100):
+            if not sleepers(marker):
+                break
+            await asyncio.sleep(0.05)
+        assert sleepers(marker) == [], "the stalled attempt's command outlived it"
+    finally:
+        for process in sleepers(marker):
+            process.kill()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+def sleepers(marker: str) -> list[psutil.Process]:
+    """Live `sleep <marker>` processes (found by their unique argument, sandbox PID namespace or not)."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        if process.info["cmdline"] == ["sleep", marker] and process.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(process)
+    return found
 
 
 async def test_a_model_call_outlasting_the_stall_limit_is_a_stall(project: Project) -> None:
@@ -474,12 +488,6 @@ async def test_timeout_rate_aborts(project: Project) -> None:
     assert result["pending"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: when IntegrationManager.integrate fails midway (disk full), runner.run records the worker "
-    "`failed` although part of its files are already in the target, leaves the .workforce-tmp file behind, "
-    "and the final status means --resume never rolls the recorded manifest forward",
-)
 async def test_a_merge_failing_midway_leaves_no_half_merged_worker(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:

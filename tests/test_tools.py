@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from autogen_core import CancellationToken
 from autogen_core.tools import FunctionTool
@@ -153,14 +154,23 @@ async def test_run_command_runs_in_the_work_dir_with_it_importable(workdir: Work
     assert reply.splitlines() == ["exit code 0", str(workdir.root), "42"]
 
 
+def gone_by_argument(argument: str, within_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        alive = [p for p in psutil.process_iter(["cmdline"]) if argument in (p.info["cmdline"] or [])]
+        if not alive:
+            return True
+        time.sleep(0.01)
+    return False
+
+
 async def test_run_command_times_out_and_kills_the_process_group(workdir: WorkDir) -> None:
-    reply = await call(workdir, "run_command", timeout_s=0.5,
-                       command="sleep 30 & echo $! > child.pid; echo started; wait")
+    marker = "30.4217"  # a unique argument: pids inside the sandbox's pid namespace are not host pids
+    reply = await call(workdir, "run_command", timeout_s=0.5, command=f"sleep {marker} & echo started; wait")
 
     assert reply.startswith("timed out\n")
     assert "command timed out after 0.5s" in reply
-    child = int((workdir.root / "child.pid").read_text(encoding="utf-8"))
-    assert gone(child)
+    assert gone_by_argument(marker)
 
 
 def gone(pid: int, within_s: float = 5.0) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shutil
 import signal
 import sys
@@ -220,43 +221,48 @@ async def test_exit_code_and_output_are_reported(workdir: WorkDir) -> None:
     assert result.tail(4) == result.output[-4:]
 
 
-def _remaining(pids: list[int]) -> list[int]:
-    alive = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                alive.append(pid)
-        except psutil.NoSuchProcess:
-            continue
-    return alive
+def sleepers(marker: str) -> list[psutil.Process]:
+    """Live `sleep <marker>` processes, found by their unique argument (PIDs inside a PID
+    namespace, as `$!` reports them in the sandbox, are not the host's)."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        if process.info["cmdline"] == ["sleep", marker] and process.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(process)
+    return found
 
 
 @pytest.mark.parametrize("sandbox", SANDBOXES)
 async def test_timeout_kills_the_whole_process_group(tmp_path: Path, sandbox: str) -> None:
     wd = WorkDir(tmp_path / "work", sandbox=sandbox)
     wd.reset()
+    marker = f"10.{secrets.randbelow(10**6):06d}"
     # the children do not hold the output pipe, so run() returns as soon as bash itself is gone
     quiet = ">/dev/null 2>&1"
     command = (
-        f"sleep 10 {quiet} & echo $! >> pids; (sleep 10 {quiet} & echo $! >> pids; wait) {quiet} & "
-        "echo $! >> pids; echo started-before-the-kill; wait"
+        f"sleep {marker} {quiet} & (sleep {marker} {quiet} & wait) {quiet} & "
+        "echo started-before-the-kill; wait"
     )
-    result = await wd.run(command, 1.0)
-    pids = [int(p) for p in (wd.root / "pids").read_text().split()]
+    running = asyncio.create_task(wd.run(command, 2.0))
     try:
+        for _ in range(150):
+            if len(sleepers(marker)) == 2 or running.done():
+                break
+            await asyncio.sleep(0.01)
+        assert len(sleepers(marker)) == 2, "the command's children never started"
+        result = await running
         assert result.timed_out
-        assert "timed out after 1s" in result.output
+        assert "timed out after 2s" in result.output
         assert "started-before-the-kill" in result.output  # what it printed survives the kill
         assert result.exit_code == -signal.SIGKILL  # killed, not finished on its own
-        assert len(pids) == 3
         for _ in range(100):  # up to 5 s for the killed children to be reaped
-            if not _remaining(pids):
+            if not sleepers(marker):
                 break
             await asyncio.sleep(0.05)
-        assert _remaining(pids) == []
+        assert sleepers(marker) == []
     finally:
-        for pid in _remaining(pids):
-            psutil.Process(pid).kill()
+        for process in sleepers(marker):
+            process.kill()
+        await asyncio.gather(running, return_exceptions=True)
 
 
 async def test_bwrap_requested_but_unusable_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
