@@ -22,7 +22,7 @@ from rich.console import Console
 
 from agents.model_factory import ModelClientFactory
 from orchestration.config import WorkforceConfig
-from orchestration.errors import StateError
+from orchestration.errors import StateError, WorkforceError
 from orchestration.instruction import Diagnostic
 from orchestration.integration import IntegrationManager
 from orchestration.loader import LoadResult, load_workers
@@ -218,8 +218,21 @@ class Launcher:
             await asyncio.to_thread(self.retrospectives.replay_pending)
 
     def _event(self, run_id: str, event: dict[str, Any]) -> None:
+        """Log and store an event; from the event loop the store write goes to a thread (a
+        journalled store fsyncs every write), from a worker thread it is written in place."""
         log.info("%s %s", run_id, redact(str(event)))
-        self.state.append_event(run_id, event)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._store_event(run_id, event)
+            return
+        loop.run_in_executor(None, self._store_event, run_id, event)
+
+    def _store_event(self, run_id: str, event: dict[str, Any]) -> None:
+        try:
+            self.state.append_event(run_id, event)
+        except WorkforceError as exc:
+            log.warning("event not stored: %s", exc)
 
 
 def _waves(the_plan: WavePlan) -> list[dict]:

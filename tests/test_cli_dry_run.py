@@ -9,21 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from orchestration.instruction import FRAMEWORK_SECTIONS
+
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "orchestration" / "launch_workforce.py"
 
-SECTIONS = (
-    "DELIVERABLES",
-    "SUCCESS_CRITERIA",
-    "BOUNDARIES",
-    "DEPENDENCIES",
-    "MITIGATION",
-    "TEST_PROCESS",
-    "TEST_RESULTS_FORMAT",
-    "TASK_CLASSIFICATION",
-    "RETROSPECTIVE",
-    "PERFORMANCE_REQUIREMENTS",
-)
+SECTIONS = FRAMEWORK_SECTIONS
 
 
 def worker_md(number: int, phase: str = "1.1 - x", path: str = "pkg/a.py", deps: str = "- None",

@@ -173,18 +173,6 @@ async def test_run_command_times_out_and_kills_the_process_group(workdir: WorkDi
     assert gone_by_argument(marker)
 
 
-def gone(pid: int, within_s: float = 5.0) -> bool:
-    """The process has exited (absent, or a zombie nobody reaped yet); SIGKILL lands asynchronously."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            return True
-        if state in ("Z", "X"):
-            return True
-        time.sleep(0.01)
-    return False
 
 
 async def test_a_timed_out_command_keeps_the_output_it_printed_before(workdir: WorkDir) -> None:
