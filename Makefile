@@ -59,6 +59,7 @@ bench: setup
 	$(PY) bench/makespan.py --workers 225 --compare-graphflow
 	$(PY) bench/makespan.py --workers 450 --compare-graphflow
 	$(PY) bench/makespan.py --workers 1000
+	$(PY) bench/resume.py
 	$(PY) bench/knowledge.py
 
 clean:

@@ -8,9 +8,11 @@ exponential backoff with jitter) are the OpenAI SDK's own, set by `max_retries`/
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from autogen_core.models import ChatCompletionClient, ModelInfo, RequestUsage
 from autogen_ext.models.openai import OpenAIChatCompletionClient
@@ -35,12 +37,15 @@ class ModelClientFactory:
         override: str | None = None,
         environ: Mapping[str, str] | None = None,
         on_call: Callable[[str, RequestUsage], None] | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.config = config
         self.base_dir = base_dir
         self.override = override
         self.environ = os.environ if environ is None else environ
         self.on_call = on_call
+        self.on_event = on_event
+        """Told `{"event": "model_call", "worker_id", "attempt", "provider", "tokens"}` per call."""
         self._limiters: dict[str, RateLimiter] = {}
         self._shared: dict[str, ChatCompletionClient] = {}
         if override is not None:
@@ -111,9 +116,16 @@ class ModelClientFactory:
             model=settings.model,
             limiter=self._limiter(provider, settings),
             price=self.config.prices.get(settings.model),
-            on_call=self.on_call,
+            on_call=functools.partial(self._called, worker_id, attempt),
             owns_inner=not shared,
         )
+
+    def _called(self, worker_id: str, attempt: int, provider: str, usage: RequestUsage) -> None:
+        if self.on_call is not None:
+            self.on_call(provider, usage)
+        if self.on_event is not None:
+            self.on_event({"event": "model_call", "worker_id": worker_id, "attempt": attempt, "provider": provider,
+                           "tokens": usage.prompt_tokens + usage.completion_tokens})
 
     async def close(self) -> None:
         """Close the shared provider connections."""

@@ -209,4 +209,15 @@ def _apply_overrides(data: dict[str, Any], environ: Any) -> None:
         for key in keys[:-1]:
             node = node.setdefault(key, {})
         if keys:
-            node[keys[-1]] = yaml.safe_load(value) if value else None
+            node[keys[-1]] = _scalar(value)
+
+
+def _scalar(text: str) -> Any:
+    """An override's value as YAML, except that only `true`/`false` are booleans (YAML 1.1
+    would read `off`, `on`, `yes`, `no` as booleans too: `BACKEND=off` must stay "off")."""
+    if not text:
+        return None
+    value = yaml.safe_load(text)
+    if isinstance(value, bool) and text.strip().lower() not in ("true", "false"):
+        return text
+    return value

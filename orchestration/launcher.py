@@ -99,10 +99,8 @@ class Launcher:
         target = Path(record.target) if record else self.options.target.resolve()
         control = RunControl(budget_usd=self.config.execution.budget_usd,
                              on_event=lambda event: self._event(run_id, event))
-        factory = ModelClientFactory(
-            self.config, self.base_dir, override=self.options.provider,
-            on_call=lambda provider, usage: control.on_event({"event": "model_call", "provider": provider}),
-        )
+        provider = self.options.provider or (record.provider if record else "") or None
+        factory = ModelClientFactory(self.config, self.base_dir, override=provider, on_event=control.on_event)
         pending = [the_plan.instructions[w] for w in the_plan.workers if not self._final(run_id, w)]
         factory.check_credentials(pending)
         if record is None:
@@ -171,6 +169,7 @@ class Launcher:
         record = RunRecord(
             run_id=run_id, created_at=time.time(), target=str(target),
             workers_dir=str(self.options.workers_dir.resolve()), priority=self.options.priority,
+            provider=self.options.provider or "",
             waves=_waves(the_plan), fingerprint=the_plan.fingerprint(), plan_digest=the_plan.digest(),
         )
         self.state.create_run(record, the_plan.workers)

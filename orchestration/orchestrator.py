@@ -180,6 +180,7 @@ class MassiveOrchestrator:
         if not stored.integration or not stored.pending_result:
             return None
         workdir = self.runner.build_dir / self.run_id / instruction.worker_id
+        copied = []
         for path, digest in stored.integration.items():
             if _sha256(self.target / path) == digest:
                 continue
@@ -187,12 +188,19 @@ class MassiveOrchestrator:
                 return None
             (self.target / path).parent.mkdir(parents=True, exist_ok=True)
             (self.target / path).write_bytes((workdir / path).read_bytes())
+            copied.append(path)
         result = WorkerResult.model_validate(json.loads(stored.pending_result))
         self.runner.results.write_worker(result)
         self.state.finish(self.run_id, instruction.worker_id, self.runner.owner, "passed",
                           files=sorted(stored.integration), finished_at=time.time())
-        self.control.on_event({"event": "rolled_forward", "worker_id": instruction.worker_id})
+        if copied or not self._integrated_before(instruction.worker_id):
+            self.control.on_event({"event": "rolled_forward", "worker_id": instruction.worker_id, "files": copied})
         return result
+
+    def _integrated_before(self, wid: str) -> bool:
+        """Did the crashed launcher record this worker's merge before it died?"""
+        return any(e.get("event") == "integrated" and e.get("worker_id") == wid
+                   for e in self.state.events(self.run_id, 10_000))
 
     def _dependency_paths(self, instruction: WorkerInstruction) -> list[str]:
         """Deliverables of the worker's dependencies, transitively (what it builds on)."""

@@ -25,6 +25,8 @@ class RunRecord(BaseModel):
     workers_dir: str
     priority: int | None = None
     """None: every wave (`--all`)."""
+    provider: str = ""
+    """`--provider` override of the run ("" for none), used again on `--resume`."""
     waves: list[dict] = Field(default_factory=list)
     """`[{"priority": 1, "lanes": [["WORKER_001", …], …]}, …]`"""
     fingerprint: dict[str, str] = Field(default_factory=dict)

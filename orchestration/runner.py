@@ -93,6 +93,9 @@ class WorkerRunner:
             started_work = False
             await asyncio.to_thread(self.state.reset_worker, self.run_id, wid)
             raise
+        except asyncio.CancelledError:
+            started_work = False  # interrupted, not failed: its lease expires and --resume reruns it
+            raise
         except Exception as exc:  # noqa: BLE001 - any launcher-side fault ends this worker, not the run
             result.status, result.reason = "failed", redact(f"launcher error: {exc}")
             log.exception("worker %s failed inside the launcher", wid)
