@@ -31,7 +31,7 @@ from orchestration.orchestrator import MassiveOrchestrator
 from orchestration.planner import WavePlan, plan
 from orchestration.progress import ProgressView
 from orchestration.protocols import KnowledgeStore, RetrospectiveStore, StateStore
-from orchestration.records import RunRecord
+from orchestration.records import FINAL_STATUSES, RunRecord, WorkerState
 from orchestration.redaction import redact
 from orchestration.results import ResultsWriter
 from orchestration.runner import RunControl, WorkerRunner
@@ -101,17 +101,19 @@ class Launcher:
                              on_event=lambda event: self._event(run_id, event))
         provider = self.options.provider or (record.provider if record else "") or None
         factory = ModelClientFactory(self.config, self.base_dir, override=provider, on_event=control.on_event)
-        pending = [the_plan.instructions[w] for w in the_plan.workers if not self._final(run_id, w)]
+        known = self.state.workers(run_id) if record else {}
+        pending = [the_plan.instructions[w] for w in the_plan.workers
+                   if w not in known or known[w].status not in FINAL_STATUSES]
         factory.check_credentials(pending)
         if record is None:
             self._create_run(run_id, target, the_plan)
         else:
             self._reconcile(record, the_plan)
-        return await self._execute(run_id, target, loaded, the_plan, factory, control)
+        return await self._execute(run_id, target, loaded, the_plan, factory, control, known)
 
     async def _execute(
         self, run_id: str, target: Path, loaded: LoadResult, the_plan: WavePlan,
-        factory: ModelClientFactory, control: RunControl,
+        factory: ModelClientFactory, control: RunControl, known: dict[str, WorkerState],
     ) -> dict[str, Any]:
         workers_at_once = self.config.execution.max_concurrency
         asyncio.get_running_loop().set_default_executor(
@@ -132,7 +134,7 @@ class Launcher:
             config=self.config, plan=the_plan, runner=runner, state=self.state, target=target,
             blocked={i.worker_id for i in loaded.instructions} - set(the_plan.instructions),
             knowledge=self.knowledge, retrospectives=self.retrospectives,
-            progress=ProgressView(self.console),
+            progress=ProgressView(self.console), known=known,
         )
         self.state.update_run(run_id, status="running", reason="")
         try:
@@ -205,10 +207,6 @@ class Launcher:
             self.state.reset_worker(record.run_id, wid)
         self.state.update_run(record.run_id, waves=_waves(the_plan), fingerprint=new, plan_digest=the_plan.digest())
         self._event(record.run_id, {"event": "replanned", "changed": changed, "added": added, "removed": removed})
-
-    def _final(self, run_id: str, wid: str) -> bool:
-        stored = self.state.worker(run_id, wid)
-        return stored is not None and stored.status in ("passed", "failed", "escalated", "skipped")
 
     async def _prepare_knowledge(self, the_plan: WavePlan) -> None:
         if self.knowledge is not None:

@@ -49,6 +49,7 @@ class MassiveOrchestrator:
         knowledge: KnowledgeStore | None = None,
         retrospectives: RetrospectiveStore | None = None,
         progress: ProgressView | None = None,
+        known: dict[str, WorkerState] | None = None,
     ) -> None:
         self.config = config
         self.plan = plan
@@ -59,8 +60,12 @@ class MassiveOrchestrator:
         self.knowledge = knowledge
         self.retrospectives = retrospectives
         self.progress = progress or ProgressView(enabled=False)
+        self.known = {w: s for w, s in (known or {}).items() if s.status in FINAL_STATUSES}
+        """Workers already final when the run (re)started: accounted for without a round trip."""
         self.results: dict[str, WorkerResult] = {}
         self.summaries: dict[str, str] = {}
+        self._earlier_cost = 0.0
+        self._earlier_tokens = 0
         self._semaphore = asyncio.Semaphore(max(1, config.execution.max_concurrency))
         self._started = time.monotonic()
 
@@ -104,13 +109,15 @@ class MassiveOrchestrator:
             if result is None:
                 break
             done.statuses[wid] = result.status
-            predecessor = self.summaries.get(wid, "") if result.status == "passed" else ""
+            predecessor = self._summary(wid) if result.status == "passed" else ""
         return done
 
     # -- one worker ---------------------------------------------------------------------------
     async def _run_worker(self, wid: str, wave: int, predecessor: str) -> WorkerResult | None:
         """Run (or account for) one worker; None if it was never started (it stays pending)."""
         instruction = self.plan.instructions[wid]
+        if wid in self.known:
+            return self._from_state(self.known[wid], wave)
         known = await asyncio.to_thread(self._final_result, wid, wave)
         if known is not None:
             return known
@@ -145,6 +152,24 @@ class MassiveOrchestrator:
         self.progress.finished(result.worker_id, result.status)
         self._check_abort()
         return result
+
+    def _from_state(self, stored: WorkerState, wave: int) -> WorkerResult:
+        """A worker final before this launcher started; its result file is read only if needed."""
+        result = WorkerResult(
+            worker_id=stored.worker_id, run_id=self.run_id, wave=wave, status=stored.status,  # type: ignore[arg-type]
+            deliverables_created=stored.files, reason=stored.error,
+        )
+        self.results[stored.worker_id] = result
+        self._earlier_cost += stored.cost_usd
+        self._earlier_tokens += stored.tokens
+        return result
+
+    def _summary(self, wid: str) -> str:
+        """The lane successor's view of a passed worker (from its result file if it ran earlier)."""
+        if wid not in self.summaries:
+            earlier = self.runner.results.read_worker(wid)
+            self.summaries[wid] = earlier.attempts[-1].summary if earlier and earlier.attempts else ""
+        return self.summaries[wid]
 
     def _final_result(self, wid: str, wave: int) -> WorkerResult | None:
         """A worker already final in the state store (an earlier session, or another launcher)."""
@@ -296,8 +321,7 @@ class MassiveOrchestrator:
         self.control.on_event({"event": "abort", "reason": reason})
 
     def _already_final(self) -> int:
-        states = self.state.workers(self.run_id)
-        return sum(1 for w in self.plan.workers if w in states and states[w].status in FINAL_STATUSES)
+        return sum(1 for w in self.plan.workers if w in self.known)
 
     def monitor_progress(self) -> dict[str, int]:
         counts: Counter[str] = Counter(s.status for s in self.state.workers(self.run_id).values())
@@ -324,8 +348,8 @@ class MassiveOrchestrator:
             "skipped": counts["skipped"],
             "pending": counts["pending"],
             "success_rate": round(counts["passed"] / attempted, 4) if attempted else 0.0,
-            "cost_usd": round(sum(r.cost_usd for r in self.results.values()), 6),
-            "tokens": sum(r.tokens for r in self.results.values()),
+            "cost_usd": round(self._earlier_cost + sum(r.cost_usd for r in self.results.values()), 6),
+            "tokens": self._earlier_tokens + sum(r.tokens for r in self.results.values()),
             "duration_s": round(time.monotonic() - self._started, 3),
             "waves": waves,
         }
