@@ -101,14 +101,17 @@ class Launcher:
                              on_event=lambda event: self._event(run_id, event))
         provider = self.options.provider or (record.provider if record else "") or None
         factory = ModelClientFactory(self.config, self.base_dir, override=provider, on_event=control.on_event)
-        known = self.state.workers(run_id) if record else {}
-        pending = [the_plan.instructions[w] for w in the_plan.workers
-                   if w not in known or known[w].status not in FINAL_STATUSES]
-        factory.check_credentials(pending)
+        known: dict[str, WorkerState] = {}
         if record is None:
+            factory.check_credentials(the_plan.instructions.values())
             self._create_run(run_id, target, the_plan)
         else:
             self._reconcile(record, the_plan)
+            known = self.state.workers(run_id)
+            factory.check_credentials(
+                the_plan.instructions[w] for w in the_plan.workers
+                if w not in known or known[w].status not in FINAL_STATUSES
+            )
         return await self._execute(run_id, target, loaded, the_plan, factory, control, known)
 
     async def _execute(
@@ -127,7 +130,8 @@ class Launcher:
         runner = WorkerRunner(
             run_id=run_id, owner=owner_id(), execution=self.config.execution, factory=factory,
             validator=ValidationEngine(self.config.execution.command_timeout_s),
-            integrator=IntegrationManager(target, self.config.execution.seed), results=results, state=self.state, gate=monitor,
+            integrator=IntegrationManager(target, self.config.execution.seed), results=results,
+            state=self.state, gate=monitor,
             build_dir=self.path(self.config.build_dir), control=control, lease_s=self.config.state.lease_s,
         )
         orchestrator = MassiveOrchestrator(

@@ -28,6 +28,7 @@ from rich.console import Console
 import agents.model_factory as model_factory
 from agents.replay import RecordedReplyClient
 from orchestration.config import Price, ProviderConfig, RoutingConfig, WorkforceConfig
+from orchestration.errors import StateError
 from orchestration.launcher import Launcher, LaunchOptions, fixed_sampler
 from orchestration.memory_state import MemoryStateStore
 from orchestration.planner import Lane, Wave
@@ -647,3 +648,45 @@ async def test_wave_team_sends_every_lane_and_runs_them_concurrently() -> None:
     assert done[0].statuses == {"WORKER_001": "passed", "WORKER_002": "passed"}
     assert done[1].statuses == {"WORKER_003": "passed"}
     assert [kind for kind, _ in events[:2]] == ["start", "start"]
+
+
+# -- --resume re-derives the plan ------------------------------------------------------------------
+async def test_resume_refuses_a_changed_instruction_until_replan(project: Project) -> None:
+    first = project.worker(1, "a.txt", ['grep -q a a.txt && echo "PASS"'], [[write_file("a.txt", "a\n"), summary("a")]])
+    second = project.worker(2, "b.txt", ['grep -q b b.txt && echo "PASS"'], [[write_file("b.txt", "b\n"), summary("b")]])
+    assert (await project.run())["passed"] == 2
+    changed = project.workers / f"{second}_Test.md"
+    changed.write_text(changed.read_text(encoding="utf-8") + "\n## 9. RETROSPECTIVE\n\n- note\n", encoding="utf-8")
+
+    with pytest.raises(StateError, match=r"changed: WORKER_002.*--replan"):
+        await project.run(resume=True)
+    assert project.status(second) == "passed"
+
+    calls: list[str] = []
+    cfg = project.config()
+    launcher = project.launcher(cfg, resume=True, replan=True)
+    launcher.state = RecordingCalls(project.store, calls)
+    result = await launcher.run()
+
+    assert result["passed"] == 2 and result["total"] == 2
+    assert calls == [second], "only the changed worker runs again"
+    assert project.status(first) == "passed" and project.status(second) == "passed"
+    stored = project.store.get_run(RUN)
+    assert stored is not None and stored.fingerprint[second] != stored.fingerprint[first]
+
+
+class RecordingCalls:
+    """A StateStore wrapper recording which workers were claimed."""
+
+    def __init__(self, inner: MemoryStateStore, calls: list[str]) -> None:
+        self._inner = inner
+        self._calls = calls
+
+    def claim(self, run_id: str, worker_id: str, owner: str) -> bool:
+        claimed = self._inner.claim(run_id, worker_id, owner)
+        if claimed:
+            self._calls.append(worker_id)
+        return claimed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
