@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 WORKERS ?= ai-workers/workers
 PRIORITY ?= 1
+PROVIDER ?=
 Q ?= semantic analyzer class skeleton
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -36,7 +37,7 @@ dry-run: setup
 	$(LAUNCH) --all --dry-run --workers-dir $(WORKERS)
 
 wave: setup
-	$(LAUNCH) --priority $(PRIORITY) --workers-dir $(WORKERS)
+	$(LAUNCH) --priority $(PRIORITY) --workers-dir $(WORKERS) $(if $(PROVIDER),--provider $(PROVIDER))
 
 # The offline demo: the bundled workforce with recorded model replies, into a fresh target tree.
 demo: setup
