@@ -197,10 +197,12 @@ class WorkDir:
             setpriv = shutil.which("setpriv")
             # Die with the launcher even if it is SIGKILLed (a preexec_fn would cost a full fork).
             return [setpriv, "--pdeathsig", "KILL", "--", "bash", "-c", command] if setpriv else ["bash", "-c", command]
-        root, shim = str(self.root), str(python_shim_dir())
+        root = str(self.root)
+        # Everything read-only (also /tmp: TMPDIR is the work dir; a private tmpfs on /tmp would
+        # hide an interpreter or checkout that lives there), the work dir writable.
         return [
-            bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-            "--ro-bind", shim, shim, "--bind", root, root, "--unshare-pid", "--die-with-parent", "--chdir", root,
+            bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--bind", root, root, "--unshare-pid", "--die-with-parent", "--chdir", root,
             "bash", "-c", command,
         ]
 
