@@ -553,9 +553,18 @@ class ResilientStateStore:
                 "drop", owner=owner, status=status, fields=checked,
             )
 
+        return self._transition(
+            run_id, worker_id, lambda: self.store.finish(run_id, worker_id, owner, status, **checked), op
+        )
+
+    def _transition(
+        self, run_id: str, worker_id: str, in_redis: Callable[[], bool], op: Callable[[bool], bool]
+    ) -> bool:
+        """A status script in Redis, mirrored locally when it took; the mirror alone while degraded."""
+
         def remote() -> bool:
             self._mirror(run_id)
-            done = self.store.finish(run_id, worker_id, owner, status, **checked)
+            done = in_redis()
             if done:
                 op(True)
             else:
@@ -572,16 +581,7 @@ class ResilientStateStore:
             return self._worker_op(run_id, worker_id, "skip", lambda m: m.propose_skip(worker_id, checked, force),
                                    "drop", fields=checked)
 
-        def remote() -> bool:
-            self._mirror(run_id)
-            done = self.store.skip(run_id, worker_id, **checked)
-            if done:
-                op(True)
-            else:
-                self._refresh_worker(run_id, worker_id)
-            return done
-
-        return self._call(remote, lambda: op(False))
+        return self._transition(run_id, worker_id, lambda: self.store.skip(run_id, worker_id, **checked), op)
 
     def reset_worker(self, run_id: str, worker_id: str) -> None:
         def apply() -> None:

@@ -256,7 +256,18 @@ def translated(method: Callable[P, T]) -> Callable[P, T]:
 
 # --------------------------------------------------------------------------- Lua
 
-_PRELUDE = """
+_HSET_JSON = """
+local function hset_json(key, encoded)
+  local args = {}
+  for name, value in pairs(cjson.decode(encoded)) do
+    args[#args + 1] = name
+    args[#args + 1] = value
+  end
+  if #args > 0 then redis.call('HSET', key, unpack(args)) end
+end
+"""
+
+_PRELUDE = _HSET_JSON + """
 local STATUSES = {'pending', 'running', 'passed', 'failed', 'escalated', 'skipped'}
 local FINAL = {passed = true, failed = true, escalated = true, skipped = true}
 -- KEYS[1] worker hash, KEYS[2] lease, KEYS[3..8] the status sets in STATUSES order
@@ -268,14 +279,6 @@ local function move(worker_id, to)
       redis.call('SREM', KEYS[2 + i], worker_id)
     end
   end
-end
-local function hset_json(key, encoded)
-  local args = {}
-  for name, value in pairs(cjson.decode(encoded)) do
-    args[#args + 1] = name
-    args[#args + 1] = value
-  end
-  if #args > 0 then redis.call('HSET', key, unpack(args)) end
 end
 local function lease_free()
   return redis.call('EXISTS', KEYS[2]) == 0
@@ -365,17 +368,9 @@ return 1
 # KEYS: run hash, executions zset, pending set, worker hashes...
 # ARGV: mode ('create' | 'merge'), run_id, created_at, run_json, worker_template_json,
 #       waves_json (worker id → wave), worker ids...
-_CREATE_RUN = """
+_CREATE_RUN = _HSET_JSON + """
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 if exists and ARGV[1] == 'create' then return -1 end
-local function hset_json(key, encoded)
-  local args = {}
-  for name, value in pairs(cjson.decode(encoded)) do
-    args[#args + 1] = name
-    args[#args + 1] = value
-  end
-  if #args > 0 then redis.call('HSET', key, unpack(args)) end
-end
 if not exists then hset_json(KEYS[1], ARGV[4]) end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 local waves = cjson.decode(ARGV[6])

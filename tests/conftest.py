@@ -59,3 +59,14 @@ def no_leftover_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
         with contextlib.suppress(psutil.NoSuchProcess):
             psutil.Process(pid).kill()
     assert not leftovers, f"redis-server processes left running: {sorted(leftovers)}"
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[object]:
+    """A launcher-subprocess workspace with its own Redis (see test_resume.Harness)."""
+    from test_resume import REDIS_SERVER, Harness
+
+    if not os.access(REDIS_SERVER, os.X_OK):
+        pytest.skip("redis-server is not installed")
+    with Harness(tmp_path) as workspace:
+        yield workspace

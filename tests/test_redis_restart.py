@@ -15,15 +15,13 @@ twice), so the event counts here are of distinct events (each carries the `ts` i
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_resume import (
+from test_resume import (  # noqa: F401 - harness is a fixture
     REDIS_SERVER,
     TOTAL_MODEL_CALLS,
     WORKERS,
@@ -44,14 +42,6 @@ from test_resume import (
 DEGRADED_WARNING = "continuing in degraded mode"
 ATTEMPTS = 17
 """Every worker once, plus the failing first attempts of WORKER_007 (tests) and WORKER_008 (a guide)."""
-
-
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    if not os.access(REDIS_SERVER, os.X_OK):
-        pytest.skip("redis-server is not installed")
-    with Harness(tmp_path) as harness:
-        yield harness
 
 
 def journal_entries(journal: Path) -> list[dict[str, Any]]:

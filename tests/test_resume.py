@@ -590,12 +590,6 @@ def journal_events(journal: Path) -> list[dict[str, Any]]:
 # ── the tests ───────────────────────────────────────────────────────────────────────────────
 
 
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    if not os.access(REDIS_SERVER, os.X_OK):
-        pytest.skip("redis-server is not installed")
-    with Harness(tmp_path) as harness:
-        yield harness
 
 
 def kill_and_resume(
